@@ -1,0 +1,180 @@
+"""DeepLabV3(+) assembled from backbone -> ASPP -> decoder -> head, joined by named feature maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from edgeseg.backbone import load_backbone_weights, mobilenet_v2_features
+from edgeseg.config import ModelConfig
+from edgeseg.layers import StaticResize
+from runtime.atomic import atomic_path, check_output
+from runtime.errors import EdgesegError
+
+BN = dict(epsilon=1e-5, momentum=0.99)
+
+
+@keras.saving.register_keras_serializable(package="edgeseg")
+class DeepLab(keras.Model):
+    """A functional DeepLabV3(+) model that carries its `ModelConfig`.
+
+    Saved as `.keras`, it is rebuilt from the config and its weights loaded back, so custom
+    code and configuration travel together.
+
+    Args:
+        config: The architecture.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        inputs, outputs = _assemble(config)
+        kwargs.setdefault("name", config.preset)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.config = config
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        return cls(ModelConfig.from_dict(config.pop("config")), **config)
+
+
+def build_model(config: ModelConfig, backbone_weights: str | Path | None = None) -> DeepLab:
+    """Build the model described by `config`.
+
+    Args:
+        config: The architecture.
+        backbone_weights: None or "none" for random initialisation, "imagenet" for Keras's
+            ImageNet weights, or the path of a MobileNetV2 `.h5` / `.weights.h5` file.
+
+    Returns:
+        A DeepLab model: input (1, H, W, 3) float32 in [-1, 1], output logits
+        (1, h, w, num_classes) at `config.output_stride`.
+    """
+    model = DeepLab(config)
+    if backbone_weights is not None and str(backbone_weights) != "none":
+        load_backbone_weights(model, backbone_weights, config.backbone_alpha)
+    return model
+
+
+def _assemble(config: ModelConfig):
+    # === Backbone ===
+    inputs = keras.Input((*config.input_size, 3), batch_size=1, name="image")
+    features = mobilenet_v2_features(inputs, config.backbone_alpha, config.backbone_output_stride)
+    for tap in (config.backbone_tap, config.decoder_tap if config.decoder else None):
+        if tap is not None and tap not in features:
+            raise EdgesegError(f"unknown backbone layer {tap!r}; use a keras.applications.MobileNetV2 "
+                               "layer name such as block_3_expand_relu")  # fmt: skip
+    x = aspp(features[config.backbone_tap], config)
+
+    # === Decoder ===
+    if config.decoder:
+        x = decoder(x, features[config.decoder_tap], config)
+
+    # === Head ===
+    x = layers.Conv2D(config.num_classes, 1, name="segmentation_head_conv")(x)
+    if config.head_upsample:
+        x = StaticResize(config.input_size, name="segmentation_head_resize")(x)
+    return inputs, x
+
+
+def conv_bn_relu(x, filters: int, name: str, kernel_size: int = 1, rate: int = 1,
+                 separable: bool = False):  # fmt: skip
+    """Conv (or depthwise + pointwise) with batch norm and ReLU, named `name_*`."""
+    if separable and kernel_size > 1:
+        x = layers.DepthwiseConv2D(kernel_size, padding="same", dilation_rate=rate, use_bias=False,
+                                   name=f"{name}_depthwise")(x)  # fmt: skip
+        x = layers.BatchNormalization(**BN, name=f"{name}_depthwise_bn")(x)
+        x = layers.ReLU(name=f"{name}_depthwise_relu")(x)
+        kernel_size = 1
+    x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=rate, use_bias=False,
+                      name=f"{name}_conv")(x)  # fmt: skip
+    x = layers.BatchNormalization(**BN, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def aspp(x, config: ModelConfig):
+    """Atrous spatial pyramid pooling: 1x1, one 3x3 per rate, image pooling; concat; project."""
+    size = tuple(x.shape[1:3])
+    branches = [conv_bn_relu(x, config.aspp_filters, "aspp_conv_0")]
+    for index, rate in enumerate(config.aspp_rates, start=1):
+        branches.append(conv_bn_relu(x, config.aspp_filters, f"aspp_conv_{index}", 3, rate,
+                                     config.aspp_separable))  # fmt: skip
+    if config.aspp_image_pooling:
+        pooled = layers.AveragePooling2D(size, name="aspp_pool")(x)
+        pooled = conv_bn_relu(pooled, config.aspp_filters, "aspp_pool")
+        branches.append(StaticResize(size, name="aspp_pool_resize")(pooled))
+    if len(branches) > 1:
+        x = layers.Concatenate(name="aspp_concat")(branches)
+    else:
+        x = branches[0]
+    x = conv_bn_relu(x, config.aspp_filters, "aspp_projection")
+    if config.aspp_dropout:
+        x = layers.Dropout(config.aspp_dropout, name="aspp_dropout")(x)
+    return x
+
+
+def decoder(x, low_level, config: ModelConfig):
+    """DeepLabV3+ decoder: upsample, concat projected low-level features, two 3x3 convs."""
+    low_level = conv_bn_relu(low_level, config.decoder_projection_filters, "decoder_projection")
+    x = StaticResize(tuple(low_level.shape[1:3]), name="decoder_resize")(x)
+    x = layers.Concatenate(name="decoder_concat")([x, low_level])
+    for index in (1, 2):
+        x = conv_bn_relu(x, config.decoder_filters, f"decoder_conv_{index}", 3,
+                         separable=config.decoder_separable)  # fmt: skip
+    return x
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `.keras` model saved by edgeseg (or any Keras model), with a clear error.
+
+    Raises:
+        EdgesegError: if the file is missing or is not a loadable Keras model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EdgesegError(f"model file {path} does not exist")
+    if path.suffix != ".keras":
+        raise EdgesegError(f"{path} is not a .keras model file (Keras 3 format)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # zip, JSON and deserialisation errors all mean "not a model"
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EdgesegError(f"cannot load {path} as a Keras model: {message[:200]}") from None
+
+
+def config_of(model: keras.Model) -> ModelConfig | None:
+    """The edgeseg configuration of `model`, or None for a foreign Keras model."""
+    return getattr(model, "config", None) if isinstance(model, DeepLab) else None
+
+
+def save_model(model: keras.Model, path: str | Path) -> Path:
+    """Save `model` as `.keras` atomically: a failed save never clobbers an existing file.
+
+    Raises:
+        EdgesegError: if the destination folder does not exist or is not writable.
+    """
+    path = check_output(path, (".keras",))
+    with atomic_path(path) as temp:
+        model.save(temp)
+    return path
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one forward pass (convolutions and dense layers, batch 1)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            height, width, channels = layer.output.shape[1:4]
+            kh, kw = layer.kernel_size
+            total += height * width * channels * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            height, width, filters = layer.output.shape[1:4]
+            kh, kw = layer.kernel_size
+            total += height * width * filters * kh * kw * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)

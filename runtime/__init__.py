@@ -1,0 +1,1 @@
+"""edgeseg's device runtime: TFLite segmentation without TensorFlow."""

@@ -1,0 +1,64 @@
+"""Atomic output files: a temporary file beside the destination, renamed into place on success.
+
+An interrupted or failed run leaves neither a partial file nor a damaged earlier one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from runtime.errors import EdgesegError
+
+
+def check_output(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check, before any work is done, that `path` can be written.
+
+    Args:
+        path: Destination file.
+        suffixes: Accepted file name endings (e.g. (".keras",)); empty accepts any.
+
+    Raises:
+        EdgesegError: wrong suffix, a missing or unwritable folder, or a folder at `path`.
+    """
+    path = Path(path)
+    if suffixes and not path.name.endswith(suffixes):
+        raise EdgesegError(f"output {path} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise EdgesegError(f"output {path} is a folder; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise EdgesegError(f"output folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EdgesegError(f"output folder {folder} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the destination's folder; rename it to `path` on success.
+
+    The temporary file keeps the destination's suffix (some writers choose the format from
+    it). On any exception, Ctrl-C included, it is deleted and `path` is left as it was.
+    """
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temp)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as temp:
+        temp.write_bytes(data)
+    return Path(path)
