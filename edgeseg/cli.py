@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from edgeseg.commands import build, info
+from edgeseg.commands import bench, build, convert, info, run
 
 app = typer.Typer(
     name="edgeseg",
@@ -17,8 +19,24 @@ app = typer.Typer(
 app.command("build", help="Build a DeepLabV3(+) MobileNetV2 model from a preset and save it as .keras.")(
     build.build
 )
+app.command("convert", help="Quantize a model to int8 TFLite, with a report of ops, size, speed and accuracy.")(
+    convert.convert
+)
 app.command("info", help="Describe a .keras or .tflite model: config, size, ops, metadata.")(info.info)
+app.command("run", help="Segment a camera, video or image folder with a .tflite model (no TensorFlow needed).")(run.run)
+app.command("bench", help="Time .tflite models through the runtime: pre, inference, post, end to end.")(bench.bench)
 
 
 def main() -> None:
+    sys.argv[1:] = default_camera(sys.argv[1:])
     app()
+
+
+def default_camera(args: list[str]) -> list[str]:
+    """`--camera` with no value means camera 0 (Typer options cannot have an optional value)."""
+    args = list(args)
+    for position, arg in enumerate(args):
+        if arg == "--camera" and (position + 1 == len(args) or args[position + 1].startswith("-")):
+            args.insert(position + 1, "0")
+            break
+    return args

@@ -104,7 +104,8 @@ def aspp(x, config: ModelConfig):
         branches.append(conv_bn_relu(x, config.aspp_filters, f"aspp_conv_{index}", 3, rate,
                                      config.aspp_separable))  # fmt: skip
     if config.aspp_image_pooling:
-        pooled = layers.AveragePooling2D(size, name="aspp_pool")(x)
+        # A global mean (MEAN) runs inside XNNPACK in int8; AVERAGE_POOL_2D of the same size does not.
+        pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(x)
         pooled = conv_bn_relu(pooled, config.aspp_filters, "aspp_pool")
         branches.append(StaticResize(size, name="aspp_pool_resize")(pooled))
     if len(branches) > 1:

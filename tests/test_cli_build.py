@@ -106,3 +106,12 @@ def test_cli_module_does_not_import_tensorflow():
 def test_python_dash_m_edgeseg_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "edgeseg", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "build" in result.stdout
+
+
+def test_camera_flag_without_a_value_means_camera_0():
+    from edgeseg.cli import default_camera
+
+    assert default_camera(["run", "m.tflite", "--camera"]) == ["run", "m.tflite", "--camera", "0"]
+    assert default_camera(["run", "m.tflite", "--camera", "--no-display"])[3] == "0"
+    assert default_camera(["run", "m.tflite", "--camera", "picamera2"]) == ["run", "m.tflite", "--camera", "picamera2"]
+    assert default_camera(["run", "m.tflite", "--video", "a.mp4"]) == ["run", "m.tflite", "--video", "a.mp4"]

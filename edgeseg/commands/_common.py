@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import sys
-import tempfile
 from typing import Any, Callable
 
 import typer
 
+from runtime.console import held_stderr
 from runtime.errors import EdgesegError
 
 
@@ -41,7 +40,7 @@ def import_tensorflow():
     # some of it is printed before its log level is read, so the import runs with stderr held.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with _held_stderr():
+        with held_stderr():
             import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
     except ImportError:
         raise EdgesegError(
@@ -49,25 +48,6 @@ def import_tensorflow():
             "install it with: pip install 'edgeseg[train]'"
         ) from None
     return tf
-
-
-@contextlib.contextmanager
-def _held_stderr():
-    """Send file descriptor 2 to a temporary file; replay it if the block raises."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def print_json(obj: Any) -> None:

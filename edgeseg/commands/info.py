@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.commands._common import import_tensorflow, print_json, user_errors
+from runtime.console import held_stderr
 from runtime.errors import EdgesegError
 
 
@@ -22,7 +23,8 @@ def info(
     if model.suffix == ".tflite":
         from runtime.inspect import describe, render  # noqa: PLC0415 - TF-free
 
-        description = describe(model)
+        with held_stderr():  # the interpreter announces its XNNPACK delegate on stderr
+            description = describe(model)
     elif model.suffix == ".keras":
         import_tensorflow()
         from edgeseg.model import load_model  # noqa: PLC0415 - needs TensorFlow

@@ -1,0 +1,156 @@
+"""What `edgeseg convert` proves about its output: ops, sizes, latency, fidelity, coverage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backend import load_interpreter
+from runtime.bench import benchmark
+from runtime.inspect import DELEGATE_OP, list_ops, summarize_ops
+from runtime.segmenter import Segmenter
+
+QUANTIZED = {"int8", "uint8", "int32", "int16"}  # int32: biases and arg-max indices
+
+
+def op_report(path: Path, num_threads: int | None = None) -> dict:
+    """Ops by type with operand dtypes, the float and (de)quantize ops inside the graph, and
+    what XNNPACK left outside its partitions.
+
+    Returns:
+        {"ops": [{"op", "inputs", "outputs", "count"}], "float_ops": [names],
+        "quantize_ops": [names inside the graph], "boundary_ops": [input QUANTIZE /
+        output DEQUANTIZE], "delegate_partitions": int, "outside_delegate": [{"op", "name"}]}.
+    """
+    interpreter, _ = load_interpreter(path, num_threads)
+    interpreter.allocate_tensors()
+    ops = list_ops(interpreter)
+    graph_inputs = {d["name"] for d in interpreter.get_input_details()}
+    graph_outputs = {d["name"] for d in interpreter.get_output_details()}
+    nodes = [op for op in ops if op["op"] != DELEGATE_OP]
+    float_ops, quantize_ops, boundary_ops = [], [], []
+    for op in nodes:
+        name = _op_name(op)
+        if op["op"] in ("QUANTIZE", "DEQUANTIZE"):
+            at_boundary = set(op["input_names"]) & graph_inputs or set(op["output_names"]) & graph_outputs
+            (boundary_ops if at_boundary else quantize_ops).append(name)
+        elif not set(op["inputs"] + op["outputs"]) <= QUANTIZED:
+            float_ops.append(name)
+    outside = [{"op": op["op"], "name": _op_name(op)} for op in nodes if not op["delegated"]]
+    return {
+        "ops": summarize_ops(ops),
+        "float_ops": float_ops,
+        "quantize_ops": quantize_ops,
+        "boundary_ops": boundary_ops,
+        "delegate_partitions": sum(op["op"] == DELEGATE_OP for op in ops),
+        "outside_delegate": outside,
+    }
+
+
+def _op_name(op: dict) -> str:
+    return f"{op['op']} -> {op['output_names'][0] if op['output_names'] else '?'}"
+
+
+def latency(paths: dict[str, Path], num_threads: int, runs: int = 20) -> dict:
+    """Median invoke time of each model through the runtime, same threads, one after another.
+
+    Returns:
+        {label: {"invoke_ms": median, "total_ms": median end to end on a 640x480 frame}}.
+    """
+    results = {}
+    for label, path in paths.items():
+        timing = benchmark(path, num_threads, runs=runs, warmup=3)
+        results[label] = {"invoke_ms": timing["invoke_ms"]["p50"], "total_ms": timing["total_ms"]["p50"]}
+    return results
+
+
+def confusion(labels: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int | None) -> np.ndarray:
+    """Confusion matrix (truth rows, prediction columns) of two (H, W) label maps.
+
+    Pixels whose truth is `ignore_index` or not a class are left out.
+
+    Returns:
+        (num_classes, num_classes) int64.
+    """
+    valid = truth < num_classes
+    if ignore_index is not None:
+        valid &= truth != ignore_index
+    index = truth[valid].astype(np.int64) * num_classes + labels[valid].astype(np.int64)
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_per_class(matrix: np.ndarray) -> list[float | None]:
+    """IoU of each class from a confusion matrix; None for a class absent from truth and prediction."""
+    intersection = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - intersection
+    return [float(i / u) if u else None for i, u in zip(intersection, union)]
+
+
+def mean_iou(ious: list[float | None]) -> float:
+    present = [v for v in ious if v is not None]
+    return float(np.mean(present)) if present else 0.0
+
+
+def fidelity_on_masks(float_path: Path, converted_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]],
+                      classes: list[str], ignore_index: int | None, num_threads: int | None = None,
+                      progress=None) -> dict:  # fmt: skip
+    """mIoU and per-class IoU of the float and converted models on labelled images.
+
+    Args:
+        pairs: (BGR frame, (H, W) uint8 mask) per image.
+
+    Returns:
+        {"images", "float_miou", "converted_miou", "miou_drop", "per_class": [{"class",
+        "float_iou", "converted_iou", "drop"}]} (IoUs in [0, 1]).
+    """
+    matrices = {}
+    for label, path in (("float", float_path), ("converted", converted_path)):
+        segmenter = Segmenter(path, num_threads=num_threads)
+        matrix = np.zeros((len(classes), len(classes)), np.int64)
+        for frame, mask in pairs:
+            matrix += confusion(segmenter.segment(frame), mask, len(classes), ignore_index)
+            if progress is not None:
+                progress(1)
+        matrices[label] = matrix
+    ious = {label: iou_per_class(matrix) for label, matrix in matrices.items()}
+    per_class = [
+        {"class": name, "float_iou": f, "converted_iou": c,
+         "drop": None if f is None or c is None else f - c}
+        for name, f, c in zip(classes, ious["float"], ious["converted"])
+    ]  # fmt: skip
+    float_miou, converted_miou = mean_iou(ious["float"]), mean_iou(ious["converted"])
+    return {"images": len(pairs), "float_miou": float_miou, "converted_miou": converted_miou,
+            "miou_drop": float_miou - converted_miou, "per_class": per_class}  # fmt: skip
+
+
+def agreement(float_path: Path, converted_path: Path, frames: list[np.ndarray],
+              num_threads: int | None = None) -> dict:  # fmt: skip
+    """Share of pixels where the float and converted models give the same class.
+
+    Returns:
+        {"images", "pixel_agreement" (mean over images, in [0, 1]), "worst_image"}.
+    """
+    float_model = Segmenter(float_path, num_threads=num_threads)
+    converted = Segmenter(converted_path, num_threads=num_threads)
+    scores = [float(np.mean(float_model.segment(f) == converted.segment(f))) for f in frames]
+    return {"images": len(frames), "pixel_agreement": float(np.mean(scores)) if scores else None,
+            "worst_image": float(min(scores)) if scores else None}  # fmt: skip
+
+
+def coverage(float_path: Path, frames: list[np.ndarray], classes: list[str],
+             num_threads: int | None = None) -> dict:  # fmt: skip
+    """Which classes the float model predicts anywhere on the calibration images.
+
+    A class it never predicts there has no activations to calibrate on, so it quantizes badly.
+
+    Returns:
+        {"images", "pixels_per_class": [share of pixels], "missing": [class names]}.
+    """
+    segmenter = Segmenter(float_path, num_threads=num_threads)
+    counts = np.zeros(max(len(classes), 256), np.int64)
+    for frame in frames:
+        counts += np.bincount(segmenter.segment(frame).ravel(), minlength=counts.size)
+    shares = counts[: len(classes)] / max(1, counts.sum())
+    return {"images": len(frames), "pixels_per_class": [float(s) for s in shares],
+            "missing": [name for name, count in zip(classes, counts) if count == 0]}  # fmt: skip

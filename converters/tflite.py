@@ -1,0 +1,145 @@
+"""Keras -> TFLite: a table of quantization modes and a few small steps around TFLiteConverter."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+import keras
+import tensorflow as tf
+
+from converters.flatbuffer import share_identical_arrays
+from runtime.console import held_stderr
+from runtime.errors import EdgesegError
+
+QUANTIZATIONS = ("int8", "float16", "dynamic", "float32")
+IO_TYPES = ("uint8", "int8", "float32")
+OUTPUT_KINDS = ("logits", "labels")
+
+
+def _int8(converter, representative, io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io]
+    # Logits stay int8 (the runtime arg-maxes the raw integers) unless float I/O was asked for.
+    converter.inference_output_type = tf.float32 if io == "float32" else tf.int8
+
+
+def _float16(converter, representative, io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _dynamic(converter, representative, io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _float32(converter, representative, io):
+    pass
+
+
+# quantization -> (converter set-up, I/O types it can have, needs calibration images)
+MODES = {
+    "int8": (_int8, IO_TYPES, True),
+    "float16": (_float16, ("float32",), False),
+    "dynamic": (_dynamic, ("float32",), False),
+    "float32": (_float32, ("float32",), False),
+}
+
+
+def check_options(quantization: str, io: str | None, output_kind: str) -> str:
+    """Validate the option combination; return the I/O type to use.
+
+    Raises:
+        EdgesegError: an unknown value (the message lists the valid ones) or a combination
+            that cannot be honoured (refused rather than silently changed).
+    """
+    if quantization not in MODES:
+        raise EdgesegError(f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    if output_kind not in OUTPUT_KINDS:
+        raise EdgesegError(f"unknown output kind {output_kind!r}; choose logits or labels")
+    allowed = MODES[quantization][1]
+    io = io or allowed[0]
+    if io not in IO_TYPES:
+        raise EdgesegError(f"unknown --io {io!r}; choose one of {', '.join(IO_TYPES)}")
+    if io not in allowed:
+        raise EdgesegError(f"--io {io} does not go with --quantization {quantization}, whose "
+                           f"input and output stay float32; use --io float32 or --quantization int8")  # fmt: skip
+    return io
+
+
+def segmentation_output(model: keras.Model) -> None:
+    """Refuse a Keras model whose output is not one 4-D (1, h, w, classes) map.
+
+    Raises:
+        EdgesegError: several inputs/outputs, a non-static or non-image input, or an output
+            that is not (batch, h, w, C) with C >= 2.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise EdgesegError(f"model {model.name} has {len(model.inputs)} inputs and "
+                           f"{len(model.outputs)} outputs; a segmentation model has one of each")  # fmt: skip
+    shape = tuple(model.output.shape)
+    if len(shape) != 4 or shape[-1] is None or shape[-1] < 2:
+        raise EdgesegError(f"model {model.name} outputs shape {shape}, not a 4-D segmentation map "
+                           "(batch, height, width, classes)")  # fmt: skip
+    if len(model.input.shape) != 4 or model.input.shape[-1] != 3:
+        raise EdgesegError(f"model {model.name} takes input {tuple(model.input.shape)}, not "
+                           "(batch, height, width, 3) images")  # fmt: skip
+
+
+def static_batch_one(model: keras.Model, input_size: tuple[int, int]) -> keras.Model:
+    """The same model on a static (1, H, W, 3) input.
+
+    A batch of None makes dilated convolutions lower to SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND
+    and leaves batch norm unfolded, all of it outside XNNPACK.
+    """
+    if tuple(model.input.shape) == (1, *input_size, 3):
+        return model
+    inputs = keras.Input((*input_size, 3), batch_size=1, name="image")
+    return keras.Model(inputs, model(inputs, training=False), name=model.name)
+
+
+def with_argmax(model: keras.Model) -> keras.Model:
+    """The model followed by an in-graph ARG_MAX over classes: (1, h, w) int32 labels."""
+    labels = ArgMax(name="labels")(model.output)
+    return keras.Model(model.input, labels, name=model.name)
+
+
+class ArgMax(keras.layers.Layer):
+    """Class index per pixel, lowered to TFLite's ARG_MAX (keras.ops.argmax does not convert)."""
+
+    def call(self, logits):
+        return tf.math.argmax(logits, axis=-1, output_type=tf.int32)
+
+
+def convert(model: keras.Model, quantization: str = "int8", io: str = "uint8", representative=None) -> bytes:
+    """Convert a Keras model with the given mode.
+
+    Args:
+        model: A model with a static (1, H, W, 3) float input.
+        quantization: One of `QUANTIZATIONS`.
+        io: Input type (`IO_TYPES`); must suit the mode (see `check_options`).
+        representative: A representative-dataset generator function (int8 only).
+
+    Returns:
+        The TFLite flatbuffer, with identical arrays stored once (see `converters.flatbuffer`).
+    """
+    setup, _, needs_calibration = MODES[quantization]
+    if needs_calibration and representative is None:
+        raise ValueError(f"{quantization} conversion needs a representative dataset")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    setup(converter, representative, io)
+    with _quiet():
+        return share_identical_arrays(converter.convert())
+
+
+@contextlib.contextmanager
+def _quiet():
+    # The converter prints the SavedModel it writes, MLIR pass notes and Python warnings; none of
+    # it is for the user. A real failure still raises, with what was printed replayed.
+    with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(devnull), held_stderr():
+            yield

@@ -1,0 +1,160 @@
+"""The one module that imports a TFLite interpreter; everything else receives one from here.
+
+Backends, in order of preference: `ai_edge_litert` (LiteRT), `tflite_runtime`, then
+`tensorflow` (`tf.lite`, heavy: only when nothing lighter is installed or when asked for).
+Each applies XNNPACK, its default CPU delegate, when tensors are allocated.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import EdgesegError
+
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+DELEGATES = ("xnnpack", "edgetpu", "none")
+
+_EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+# OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES: the same enum value in all three packages.
+_WITHOUT_DEFAULT_DELEGATES = 3
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An importable interpreter package."""
+
+    name: str
+    interpreter_class: type
+    load_delegate: Callable[..., Any]
+
+
+def _import(name: str) -> Backend | None:
+    try:
+        if name == "ai_edge_litert":
+            from ai_edge_litert.interpreter import Interpreter, load_delegate
+        elif name == "tflite_runtime":
+            from tflite_runtime.interpreter import Interpreter, load_delegate
+        else:
+            import tensorflow as tf
+
+            Interpreter, load_delegate = tf.lite.Interpreter, tf.lite.experimental.load_delegate
+    except ImportError:
+        return None
+    return Backend(name, Interpreter, load_delegate)
+
+
+def installed_backends() -> list[str]:
+    """Names of the installed backends, in order of preference, without importing them."""
+    packages = {"ai_edge_litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "tensorflow": "tensorflow"}
+    return [name for name in BACKENDS if importlib.util.find_spec(packages[name]) is not None]
+
+
+def find_backend(name: str | None = None) -> Backend:
+    """Import the interpreter package `name`, or the first installed one in `BACKENDS` order.
+
+    Raises:
+        EdgesegError: an unknown name, or no such package installed.
+    """
+    if name is not None and name not in BACKENDS:
+        raise EdgesegError(f"unknown backend {name!r} — choose one of: {', '.join(BACKENDS)}")
+    for candidate in [name] if name else BACKENDS:
+        backend = _import(candidate)
+        if backend is not None:
+            return backend
+    if name:
+        raise EdgesegError(f"backend {name!r} is not installed — pip install {name.replace('_', '-')}")
+    raise EdgesegError("no TFLite interpreter is installed — pip install ai-edge-litert")
+
+
+def check_model_file(model_path: str | Path) -> Path:
+    """Check that `model_path` exists and is a TFLite flatbuffer (identifier "TFL3").
+
+    Raises:
+        EdgesegError: a missing file, a folder, or a file that is not a TFLite model.
+    """
+    path = Path(model_path)
+    if not path.exists():
+        raise EdgesegError(f"model file not found: {path}")
+    if not path.is_file():
+        raise EdgesegError(f"model path is not a file: {path}")
+    with path.open("rb") as file:
+        header = file.read(8)
+    # A flatbuffer starts with a 4-byte root offset, then the 4-byte file identifier.
+    if header[4:8] != b"TFL3":
+        raise EdgesegError(f"not a TFLite model (no TFL3 flatbuffer identifier): {path}")
+    return path
+
+
+def load_interpreter(
+    model_path: str | Path,
+    num_threads: int | None = None,
+    backend: str | None = None,
+    delegate: str | None = None,
+) -> tuple[Any, str]:
+    """Create an interpreter for a .tflite file, tensors not yet allocated.
+
+    Allocation (`interpreter.allocate_tensors()`) is left to the caller, so a model can be
+    inspected and refused before XNNPACK is applied to it.
+
+    Args:
+        model_path: the .tflite file.
+        num_threads: CPU threads for the interpreter and XNNPACK; None uses every core.
+        backend: one of `BACKENDS` to force it; None takes the first installed.
+        delegate: None or "xnnpack" for the default (XNNPACK on CPU), "edgetpu" for a Coral
+            Edge TPU (the model must be compiled for it), "none" for TFLite's reference
+            CPU kernels only.
+
+    Returns:
+        (interpreter, backend name).
+
+    Raises:
+        EdgesegError: a missing or invalid model file, a bad thread count, an unknown
+            backend or delegate, or an Edge TPU runtime that is not installed.
+    """
+    path = check_model_file(model_path)
+    if num_threads is None:
+        num_threads = os.cpu_count() or 1
+    if num_threads < 1:
+        raise EdgesegError(f"num_threads must be at least 1, got {num_threads}")
+    if delegate is not None and delegate not in DELEGATES:
+        raise EdgesegError(f"unknown delegate {delegate!r} — choose one of: {', '.join(DELEGATES)}")
+    found = find_backend(backend)
+    options: dict[str, Any] = {"model_path": str(path), "num_threads": num_threads}
+    if delegate == "edgetpu":
+        options["experimental_delegates"] = [_load_edgetpu(found)]
+    elif delegate == "none":
+        options["experimental_op_resolver_type"] = _op_resolver(found, _WITHOUT_DEFAULT_DELEGATES)
+    try:
+        interpreter = found.interpreter_class(**options)
+    except ValueError as error:
+        # The interpreter's own message is the reason ("Model provided has model identifier...").
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise EdgesegError(f"cannot load TFLite model {path}: {reason}") from None
+    return interpreter, found.name
+
+
+def _op_resolver(backend: Backend, value: int) -> Any:
+    module = importlib.import_module(backend.interpreter_class.__module__)
+    return module.OpResolverType(value)
+
+
+def _load_edgetpu(backend: Backend) -> Any:
+    library = _EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    try:
+        # Load it once ourselves first: the interpreter packages' Delegate object, when the
+        # library is missing, fails half-built and prints an "Exception ignored" trace later.
+        ctypes.CDLL(library)
+        return backend.load_delegate(library)
+    except (ValueError, OSError):
+        raise EdgesegError(
+            f"the Edge TPU delegate could not be loaded ({library} missing or no device) — "
+            "install the Edge TPU runtime (libedgetpu1-std) and plug in the Coral device"
+        ) from None
