@@ -122,9 +122,16 @@ def load_backbone_weights(model: keras.Model, weights: str | Path, alpha: float)
         EdgesegError: if the file is missing or does not fit the backbone.
     """
     if str(weights) == "imagenet":
-        reference = keras.applications.MobileNetV2(
-            input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights="imagenet"
-        )
+        try:
+            reference = keras.applications.MobileNetV2(
+                input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights="imagenet"
+            )
+        except Exception as error:  # no network, a proxy, a full disk: all end the same way
+            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            raise EdgesegError(
+                f"could not get Keras's ImageNet MobileNetV2 weights (alpha {alpha:g}): {reason}; "
+                "give a local .weights.h5 with --backbone-weights PATH, or --backbone-weights none"
+            ) from None
     else:
         path = Path(weights)
         if not path.is_file():

@@ -6,7 +6,13 @@ import sys
 
 import typer
 
-from edgeseg.commands import bench, build, convert, info, run
+from edgeseg.commands import bench, build, convert, info, run, train
+from edgeseg.commands import eval as eval_command
+
+# Help panels: what a base install (the device runtime) runs, and what needs the train extra
+# ("\\[" keeps Rich from reading "[train]" as markup).
+RUN_PANEL = "Run models (base install)"
+MAKE_PANEL = "Make models (needs TensorFlow: pip install 'edgeseg\\[train]')"
 
 app = typer.Typer(
     name="edgeseg",
@@ -16,15 +22,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-app.command("build", help="Build a DeepLabV3(+) MobileNetV2 model from a preset and save it as .keras.")(
-    build.build
-)
-app.command("convert", help="Quantize a model to int8 TFLite, with a report of ops, size, speed and accuracy.")(
-    convert.convert
-)
-app.command("info", help="Describe a .keras or .tflite model: config, size, ops, metadata.")(info.info)
-app.command("run", help="Segment a camera, video or image folder with a .tflite model (no TensorFlow needed).")(run.run)
-app.command("bench", help="Time .tflite models through the runtime: pre, inference, post, end to end.")(bench.bench)
+app.command(
+    "build",
+    help="Build a DeepLabV3(+) MobileNetV2 model from a preset and save it as .keras.",
+    rich_help_panel=MAKE_PANEL,
+)(build.build)
+app.command(
+    "convert",
+    help="Quantize a model to int8 TFLite, with a report of ops, size, speed and accuracy.",
+    rich_help_panel=MAKE_PANEL,
+)(convert.convert)
+app.command(
+    "info",
+    help="Describe a .keras or .tflite model: config, size, ops, metadata.",
+    rich_help_panel=RUN_PANEL,
+)(info.info)
+app.command(
+    "train",
+    help="Train a model on folders of images and masks; keep the best by validation mIoU.",
+    rich_help_panel=MAKE_PANEL,
+)(train.train)
+app.command(
+    "eval",
+    help="Score .keras and .tflite models side by side: per-class IoU, mIoU, pixel accuracy.",
+    rich_help_panel=RUN_PANEL,
+)(eval_command.evaluate)
+app.command(
+    "run",
+    help="Segment a camera, video or image folder with a .tflite model (no TensorFlow needed).",
+    rich_help_panel=RUN_PANEL,
+)(run.run)
+app.command(
+    "bench",
+    help="Time .tflite models through the runtime: pre, inference, post, end to end.",
+    rich_help_panel=RUN_PANEL,
+)(bench.bench)
 
 
 def main() -> None:

@@ -20,6 +20,14 @@ from typing import Any
 from runtime.errors import EdgesegError
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+# Names the default backend for a process and its children, e.g. tflite_runtime where it is
+# installed beside LiteRT (`pip install 'edgeseg[tflite-runtime]'`); `backend=` still wins.
+BACKEND_VARIABLE = "EDGESEG_BACKEND"
+_INSTALL = {
+    "ai_edge_litert": "pip install ai-edge-litert",
+    "tflite_runtime": "pip install 'edgeseg[tflite-runtime]' (CPython 3.11 or older)",
+    "tensorflow": "pip install 'edgeseg[train]'",
+}
 DELEGATES = ("xnnpack", "edgetpu", "none")
 
 _EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -37,11 +45,18 @@ class Backend:
 
 
 def _import(name: str) -> Backend | None:
+    """The backend, or None when its package is not installed.
+
+    Raises:
+        EdgesegError: tflite-runtime installed beside numpy 2, which it cannot work with.
+    """
     try:
         if name == "ai_edge_litert":
             from ai_edge_litert.interpreter import Interpreter, load_delegate
         elif name == "tflite_runtime":
             from tflite_runtime.interpreter import Interpreter, load_delegate
+
+            _check_numpy_for_tflite_runtime()
         else:
             import tensorflow as tf
 
@@ -51,6 +66,18 @@ def _import(name: str) -> Backend | None:
     return Backend(name, Interpreter, load_delegate)
 
 
+def _check_numpy_for_tflite_runtime() -> None:
+    import numpy as np
+
+    # tflite-runtime's last release (2.14) was compiled for numpy 1.x: under numpy 2 it
+    # imports, then fails at the first model with a SystemError and a page of warnings.
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise EdgesegError(
+            f"tflite-runtime needs numpy 1.x, but numpy {np.__version__} is installed — "
+            "pip install 'edgeseg[tflite-runtime]' (it pins numpy<2), or use the ai_edge_litert backend"
+        )
+
+
 def installed_backends() -> list[str]:
     """Names of the installed backends, in order of preference, without importing them."""
     packages = {"ai_edge_litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "tensorflow": "tensorflow"}
@@ -58,20 +85,33 @@ def installed_backends() -> list[str]:
 
 
 def find_backend(name: str | None = None) -> Backend:
-    """Import the interpreter package `name`, or the first installed one in `BACKENDS` order.
+    """Import the interpreter package `name`; by default the one `EDGESEG_BACKEND` names, else
+    the first installed one in `BACKENDS` order that works.
 
     Raises:
-        EdgesegError: an unknown name, or no such package installed.
+        EdgesegError: an unknown name, no such package installed, or none at all.
     """
+    origin = ""
+    if name is None and os.environ.get(BACKEND_VARIABLE, "").strip():
+        name, origin = os.environ[BACKEND_VARIABLE].strip(), f" (from {BACKEND_VARIABLE})"
     if name is not None and name not in BACKENDS:
-        raise EdgesegError(f"unknown backend {name!r} — choose one of: {', '.join(BACKENDS)}")
-    for candidate in [name] if name else BACKENDS:
-        backend = _import(candidate)
+        raise EdgesegError(f"unknown backend {name!r}{origin} — choose one of: {', '.join(BACKENDS)}")
+    if name:
+        backend = _import(name)
+        if backend is None:
+            raise EdgesegError(f"backend {name!r}{origin} is not installed — {_INSTALL[name]}")
+        return backend
+    for candidate in BACKENDS:
+        try:
+            backend = _import(candidate)
+        except EdgesegError:  # installed but unusable here: the next one will do
+            continue
         if backend is not None:
             return backend
-    if name:
-        raise EdgesegError(f"backend {name!r} is not installed — pip install {name.replace('_', '-')}")
-    raise EdgesegError("no TFLite interpreter is installed — pip install ai-edge-litert")
+    if platform.system() == "Darwin" and platform.machine() == "x86_64":
+        raise EdgesegError("no TFLite interpreter is installed, and ai-edge-litert has no wheel for Intel macOS — "
+                           "pip install 'edgeseg[train]' (TensorFlow's tf.lite)")
+    raise EdgesegError(f"no TFLite interpreter is installed — {_INSTALL['ai_edge_litert']}")
 
 
 def check_model_file(model_path: str | Path) -> Path:

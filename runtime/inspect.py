@@ -67,15 +67,23 @@ def list_ops(interpreter: Any) -> list[dict[str, Any]]:
     get_details = getattr(interpreter, "_get_ops_details", None)
     if get_details is None:  # a backend without the (private) op listing
         return []
-    tensor_names = {int(t["index"]): str(t["name"]) for t in interpreter.get_tensor_details()}
+    tensors = {int(t["index"]): t for t in interpreter.get_tensor_details()}
+    tensor_names = {index: str(t["name"]) for index, t in tensors.items()}
+
+    def types(node: dict, key: str, listed: str) -> list[str]:
+        # tflite-runtime 2.14 lists no operand types: read them from the tensors instead.
+        if listed in node:
+            return [_dtype_name(t) for t in node[listed]]
+        return [_dtype_name(tensors[int(i)]["dtype"]) for i in node[key] if int(i) in tensors]
+
     ops = []
     for node in get_details():
         ops.append(
             {
                 "index": int(node["index"]),
                 "op": str(node["op_name"]),
-                "inputs": [_dtype_name(t) for t in node.get("operand_types", [])],
-                "outputs": [_dtype_name(t) for t in node.get("result_types", [])],
+                "inputs": types(node, "inputs", "operand_types"),
+                "outputs": types(node, "outputs", "result_types"),
                 "input_names": [tensor_names.get(int(i), str(i)) for i in node["inputs"] if int(i) >= 0],
                 "output_names": [tensor_names.get(int(i), str(i)) for i in node["outputs"]],
                 "_input_tensors": [int(i) for i in node["inputs"]],

@@ -64,12 +64,14 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     # OpenCV's own warnings ("can't open camera by index") would add lines to a one-line error.
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    # OpenCV 5 has the log level in cv2.utils.logging, 4.x at the top level (0: silent in both).
+    logging = getattr(getattr(cv2, "utils", None), "logging", cv2)
+    previous = logging.getLogLevel()
+    logging.setLogLevel(0)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(previous)
+        logging.setLogLevel(previous)
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -238,6 +240,13 @@ class PicameraSource:
             raise EdgesegError(
                 "Picamera2 is not installed — on Raspberry Pi OS: sudo apt install python3-picamera2 "
                 "(and create the venv with --system-site-packages), or use --camera 0 for a V4L2 camera"
+            ) from None
+        except ValueError as error:
+            # apt's Picamera2 imports simplejpeg, compiled against the system's numpy (1.24 on
+            # bookworm); a pip numpy 2 in the venv fails that import ("numpy.dtype size changed").
+            raise EdgesegError(
+                f"Picamera2 cannot be imported with numpy {np.__version__} ({error}) — use the system's numpy "
+                "in this venv: pip install \"numpy==$(python3 -c 'import numpy; print(numpy.__version__)')\""
             ) from None
         try:
             self._camera = Picamera2()

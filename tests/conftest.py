@@ -23,6 +23,9 @@ CAMVID = REPO.parent / "shared" / "data" / "camvid"
 CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                   "Pedestrian", "Bicyclist")  # fmt: skip
 CAMVID_IGNORE = 11
+# The backend the runtime picks when none is named: EDGESEG_BACKEND (.ci/tflite_runtime.sh sets
+# tflite_runtime) or else LiteRT.
+DEFAULT_BACKEND = os.environ.get("EDGESEG_BACKEND") or "ai_edge_litert"
 
 
 def camvid_pairs(split: str = "val", count: int | None = None, sequence: str | None = None) -> list[tuple[Path, Path]]:

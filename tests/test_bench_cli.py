@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import assert_one_line_error
+from conftest import DEFAULT_BACKEND, assert_one_line_error
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -24,7 +24,7 @@ def test_models_side_by_side_as_json(tiny_models):
     assert [(row["model"].rsplit("/", 1)[-1], row["threads"]) for row in rows] == [
         ("int8.tflite", 1), ("int8.tflite", 2), ("float32.tflite", 1), ("float32.tflite", 2)]  # fmt: skip
     for row in rows:
-        assert row["backend"] == "ai_edge_litert" and row["frame"] == [480, 640] and row["runs"] == 3
+        assert row["backend"] == DEFAULT_BACKEND and row["frame"] == [480, 640] and row["runs"] == 3
         for key in ("pre_ms", "invoke_ms", "post_ms", "total_ms"):
             assert 0 < row[key]["p50"] <= row[key]["p95"]
         assert row["total_ms"]["p50"] >= row["invoke_ms"]["p50"]

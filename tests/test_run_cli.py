@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, camvid_pairs
+from conftest import DEFAULT_BACKEND, assert_one_line_error, camvid_pairs
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -41,7 +41,7 @@ def test_video_to_mp4(tiny_models, camvid_clip, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["frames"] == 20 and summary["dropped"] == 0 and summary["stop"] == "end"
-    assert summary["backend"] == "ai_edge_litert" and summary["invoke_ms"]["p50"] > 0
+    assert summary["backend"] == DEFAULT_BACKEND and summary["invoke_ms"]["p50"] > 0
     frames = decoded_frames(out)
     assert len(frames) == 20 and frames[0].shape == (360, 480, 3)
     capture = cv2.VideoCapture(str(out))

@@ -1,0 +1,251 @@
+"""Score Keras and TFLite segmentation models on a folder of images and masks, side by side.
+
+Both kinds run through the same pre- and post-processing as the device runtime (stretch the
+frame to the model's input size; arg-max at the output's stride, then nearest-neighbour to
+the frame's size), so the difference between a float model and its int8 conversion is the
+quantization alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edgeseg.config import NORMALIZATION
+from edgeseg.data import IMREAD_IMAGE, DatasetInfo
+from edgeseg.metrics import SegmentationMetrics, labels_from_logits
+from runtime import processing
+from runtime.atomic import atomic_path, check_output
+from runtime.errors import EdgesegError
+
+CLASSES_FILE = "classes.json"
+
+
+class KerasSegmenter:
+    """A Keras model behind the runtime `Segmenter` interface: `segment(frame_bgr) -> labels`.
+
+    Args:
+        model: A segmentation model: (1, H, W, 3) float input normalised as
+            `edgeseg.config.NORMALIZATION`, (1, h, w, C) logits out at any stride.
+    """
+
+    def __init__(self, model):
+        import tensorflow as tf  # noqa: PLC0415 - only Keras models need it
+
+        if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.output.shape) != 4:
+            raise EdgesegError(f"model {model.name} is not a segmentation model: expected one image "
+                               "input and one (1, h, w, classes) output")  # fmt: skip
+        self.model = model
+        self.input_size = tuple(int(v) for v in model.input.shape[1:3])
+        self.num_classes = int(model.output.shape[-1])
+        self.normalization = processing.Normalization.from_dict(NORMALIZATION)
+        self._predict = tf.function(lambda x: model(x, training=False))
+
+    def logits(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 BGR, any size -> (1, h, w, C) float32 logits at the model's output stride."""
+        model_input = processing.prepare_input(frame_bgr, self.input_size, self.normalization)
+        return np.asarray(self._predict(model_input), dtype=np.float32)
+
+    def segment(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 BGR -> (H, W) uint8 class indices."""
+        return labels_from_logits(self.logits(frame_bgr), frame_bgr.shape[:2])
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score, with what it says about its classes.
+
+    Attributes:
+        path: The model file.
+        kind: "keras" or "tflite".
+        segmenter: Has `segment(frame_bgr) -> (H, W) uint8`.
+        num_classes: Output classes.
+        classes: Class names if the model (or its classes.json) gives them, else None.
+        ignore_index: The ignore index the model was trained with, if known.
+    """
+
+    path: Path
+    kind: str
+    segmenter: object
+    num_classes: int
+    classes: list[str] | None = None
+    ignore_index: int | None = None
+
+
+def load_for_eval(path: str | Path, threads: int | None = None) -> LoadedModel:
+    """Open a `.keras` model (TensorFlow) or a `.tflite` model (runtime `Segmenter`).
+
+    A `.keras` model's class names and ignore index come from `classes.json` beside it
+    (written by `edgeseg train`), when present.
+
+    Raises:
+        EdgesegError: a missing file, an unknown suffix, or a file that is not a model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EdgesegError(f"model file {path} does not exist")
+    if path.suffix == ".tflite":
+        from runtime import Segmenter  # noqa: PLC0415
+
+        segmenter = Segmenter(path, num_threads=threads)
+        metadata = segmenter.metadata or {}
+        return LoadedModel(path, "tflite", segmenter, len(segmenter.classes),
+                           segmenter.classes if metadata.get("classes") else None,
+                           metadata.get("ignore_index"))  # fmt: skip
+    if path.suffix == ".keras":
+        from edgeseg.model import load_model  # noqa: PLC0415 - needs TensorFlow
+
+        segmenter = KerasSegmenter(load_model(path))
+        described = read_classes_json(path.parent / CLASSES_FILE, segmenter.num_classes)
+        return LoadedModel(path, "keras", segmenter, segmenter.num_classes,
+                           described.get("classes"), described.get("ignore_index"))  # fmt: skip
+    raise EdgesegError(f"{path} is neither a .keras nor a .tflite model")
+
+
+def read_classes_json(path: Path, num_classes: int) -> dict:
+    """The classes.json written by `edgeseg train`, if it exists and fits `num_classes`."""
+    if not path.is_file():
+        return {}
+    try:
+        described = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    classes = described.get("classes")
+    if not isinstance(classes, list) or len(classes) != num_classes:
+        return {}
+    return described
+
+
+@dataclass
+class Result:
+    """Scores of one model on one dataset.
+
+    Attributes:
+        latencies_ms: Time of each `segment` call: pre-processing, inference, post-processing.
+    """
+
+    path: Path
+    kind: str
+    metrics: SegmentationMetrics
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float:
+        return float(np.median(self.latencies_ms)) if self.latencies_ms else float("nan")
+
+    def to_dict(self, names: list[str], reference: Result | None = None) -> dict:
+        """JSON form: miou, per_class_iou (name -> IoU or null), pixel_accuracy, and the
+        differences to `reference` (the first model) when given."""
+        data = {
+            "model": str(self.path),
+            "kind": self.kind,
+            "miou": _number(self.metrics.miou),
+            "per_class_iou": {name: _number(v) for name, v in zip(names, self.metrics.per_class_iou)},
+            "pixel_accuracy": _number(self.metrics.pixel_accuracy),
+            "latency_ms": _number(self.latency_ms),
+        }
+        if reference is not None:
+            data["miou_difference"] = _number(self.metrics.miou - reference.metrics.miou)
+            data["per_class_iou_difference"] = {
+                name: _number(mine - theirs)
+                for name, mine, theirs in zip(names, self.metrics.per_class_iou, reference.metrics.per_class_iou)
+            }
+            data["pixel_accuracy_difference"] = _number(self.metrics.pixel_accuracy - reference.metrics.pixel_accuracy)
+        return data
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+
+
+def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 BGR image and (H, W) uint8 mask (already checked by `scan_dataset`)."""
+    return cv2.imread(str(image_path), IMREAD_IMAGE), cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+
+
+def evaluate(model: LoadedModel | KerasSegmenter, info: DatasetInfo, num_classes: int,
+             ignore_index: int | None, on_image: Callable[[], None] | None = None) -> Result:  # fmt: skip
+    """Run a model on every pair of a checked dataset and accumulate the metrics.
+
+    Args:
+        model: A `LoadedModel`, or a bare `KerasSegmenter` (during training).
+        info: Pairs from `edgeseg.data.scan_dataset`.
+        num_classes: C.
+        ignore_index: Mask value to skip, or None.
+        on_image: Called after each image (progress bars).
+
+    Returns:
+        The `Result`.
+    """
+    if isinstance(model, KerasSegmenter):
+        model = LoadedModel(Path(model.model.name), "keras", model, model.num_classes)
+    metrics = SegmentationMetrics(num_classes, ignore_index)
+    result = Result(model.path, model.kind, metrics)
+    for image_path, mask_path in zip(info.images, info.masks):
+        image, mask = read_pair(image_path, mask_path)
+        start = time.perf_counter()
+        labels = model.segmenter.segment(image)
+        result.latencies_ms.append((time.perf_counter() - start) * 1e3)
+        metrics.update(mask, labels)
+        if on_image:
+            on_image()
+    return result
+
+
+# === Confusion-matrix picture ===
+
+CELL = 36
+MARGIN_TOP = 56
+
+
+def draw_confusion(results: list[Result], names: list[str], path: str | Path) -> Path:
+    """Write a PNG of each model's row-normalised confusion matrix, side by side.
+
+    Rows are true classes, columns predicted ones; a cell shows the percentage of the row's
+    pixels, darker for more.
+
+    Raises:
+        EdgesegError: the destination is not writable or does not end in .png.
+    """
+    path = check_output(path, (".png",))
+    count = len(names)
+    label_width = 12 + 9 * max(len(name) for name in names)
+    panel_width = label_width + CELL * count + 24
+    height = MARGIN_TOP + CELL * count + 40
+    canvas = np.full((height, panel_width * len(results), 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for panel, result in enumerate(results):
+        left = panel * panel_width + label_width
+        matrix = result.metrics.matrix.astype(np.float64)
+        rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        title = f"{Path(result.path).name}: mIoU {100 * result.metrics.miou:.1f}%"
+        cv2.putText(canvas, title, (panel * panel_width + 8, 22), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        for row in range(count):
+            top = MARGIN_TOP + row * CELL
+            cv2.putText(canvas, names[row][:24], (panel * panel_width + 8, top + CELL // 2 + 5), font, 0.4,
+                        (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+            for column in range(count):
+                value = rows[row, column]
+                shade = int(255 - 200 * value)
+                x0 = left + column * CELL
+                cv2.rectangle(canvas, (x0, top), (x0 + CELL - 1, top + CELL - 1), (255, shade, shade), -1)
+                if value >= 0.005:
+                    text_color = (255, 255, 255) if value > 0.5 else (0, 0, 0)
+                    cv2.putText(canvas, f"{100 * value:.0f}", (x0 + 6, top + CELL // 2 + 5), font, 0.4,
+                                text_color, 1, cv2.LINE_AA)  # fmt: skip
+        for column in range(count):
+            cv2.putText(canvas, str(column), (left + column * CELL + 10, MARGIN_TOP - 8), font, 0.4,
+                        (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(canvas, "rows: true class, columns: predicted class id, % of row", (left, height - 14),
+                    font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)  # fmt: skip
+    with atomic_path(path) as temp:
+        if not cv2.imwrite(str(temp), canvas):
+            raise EdgesegError(f"could not write {path}")
+    return path

@@ -1,0 +1,248 @@
+"""Segmentation losses that honour an ignore index and accept logits at any stride.
+
+Every loss is a pure function `loss(labels, logits, ignore_index, ...) -> scalar`:
+
+- `labels`: (B, H, W) or (B, H, W, 1) integer class indices; `ignore_index` marks pixels
+  that count nowhere.
+- `logits`: (B, h, w, C), any float dtype, at the decoder's stride or at full resolution.
+  They are resized bilinearly to (H, W) first (`resize_logits`): upsampling the logits keeps
+  thin structures that nearest-downsampling the labels would lose.
+
+`make_loss("wce+dice", ...)` turns a CLI loss name into one callable; `class_weights`
+computes inverse-frequency or median-frequency weights from pixel counts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from runtime.errors import EdgesegError
+
+LOSS_TERMS = ("ce", "wce", "focal", "dice")
+WEIGHTED_TERMS = ("wce", "focal")
+WEIGHTING_METHODS = ("inverse", "median", "none")
+
+
+def resize_logits(logits: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Bilinear resize of logits to the label size, in float32.
+
+    Corners are aligned when the grids line up ((out - 1) = k * (in - 1), e.g. 65 -> 257),
+    as in the model's own resizes; pixel centres otherwise.
+
+    Args:
+        logits: (B, h, w, C) float.
+        size: (H, W) of the labels, ints or an int32 tensor.
+
+    Returns:
+        (B, H, W, C) float32.
+    """
+    logits = tf.cast(logits, tf.float32)
+    source = tuple(logits.shape[1:3])
+    if isinstance(size, tf.Tensor) or None in source:
+        # Sizes known only at run time (a graph traced for varied sizes): pixel centres.
+        return tf.image.resize(logits, size, method="bilinear")
+    size = tuple(int(v) for v in size)
+    if source == size:
+        return logits
+    align = all(s > 1 and (d - 1) % (s - 1) == 0 for s, d in zip(source, size))
+    return tf.raw_ops.ResizeBilinear(images=logits, size=size, align_corners=align,
+                                     half_pixel_centers=not align)  # fmt: skip
+
+
+def _prepare(labels, logits, ignore_index: int):
+    """Labels (B, H, W) int32 with ignored pixels set to 0, validity mask, resized logits."""
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 4:
+        labels = labels[..., 0]
+    labels = tf.cast(labels, tf.int32)
+    valid = tf.not_equal(labels, ignore_index)
+    safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
+    size = tuple(labels.shape[1:3]) if labels.shape[1:3].is_fully_defined() else tf.shape(labels)[1:3]
+    logits = resize_logits(logits, size)
+    return safe_labels, tf.cast(valid, tf.float32), logits
+
+
+def _pixel_weights(labels: tf.Tensor, valid: tf.Tensor, class_weights) -> tf.Tensor:
+    if class_weights is None:
+        return valid
+    weights = tf.gather(tf.constant(class_weights, tf.float32), labels)
+    return weights * valid
+
+
+def cross_entropy(labels, logits, ignore_index: int = 255, class_weights=None) -> tf.Tensor:
+    """Softmax cross-entropy, averaged over non-ignored pixels (weighted average if weighted).
+
+    With `class_weights` w, the loss is sum_i w[y_i] * ce_i / sum_i w[y_i] (PyTorch's
+    convention), so its scale does not depend on the weights' scale.
+
+    Args:
+        labels: (B, H, W[, 1]) int.
+        logits: (B, h, w, C) float.
+        ignore_index: Label value excluded from the loss.
+        class_weights: None or a length-C sequence of non-negative floats.
+
+    Returns:
+        Scalar float32; 0 when every pixel is ignored.
+    """
+    labels, valid, logits = _prepare(labels, logits, ignore_index)
+    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    weights = _pixel_weights(labels, valid, class_weights)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_pixel * weights), tf.reduce_sum(weights))
+
+
+def focal_loss(labels, logits, ignore_index: int = 255, gamma: float = 2.0, class_weights=None) -> tf.Tensor:
+    """Focal loss (Lin et al.): cross-entropy scaled by (1 - p_true) ** gamma per pixel.
+
+    Averaged like `cross_entropy` (weighted average over non-ignored pixels).
+
+    Args:
+        labels: (B, H, W[, 1]) int.
+        logits: (B, h, w, C) float.
+        ignore_index: Label value excluded from the loss.
+        gamma: Focusing exponent; 0 gives cross-entropy.
+        class_weights: None or a length-C sequence of non-negative floats.
+
+    Returns:
+        Scalar float32.
+    """
+    labels, valid, logits = _prepare(labels, logits, ignore_index)
+    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    p_true = tf.exp(-per_pixel)
+    per_pixel = tf.pow(1.0 - p_true, gamma) * per_pixel
+    weights = _pixel_weights(labels, valid, class_weights)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_pixel * weights), tf.reduce_sum(weights))
+
+
+def dice_loss(labels, logits, ignore_index: int = 255, smooth: float = 1.0) -> tf.Tensor:
+    """Soft Dice loss over the whole batch: 1 - mean over classes of the smoothed Dice score.
+
+    For class c, with softmax probabilities p and one-hot labels g over non-ignored pixels:
+    dice_c = (2 * sum(p_c * g_c) + smooth) / (sum(p_c) + sum(g_c) + smooth). A class absent
+    from both labels and predictions scores 1 (no penalty).
+
+    Args:
+        labels: (B, H, W[, 1]) int.
+        logits: (B, h, w, C) float.
+        ignore_index: Label value excluded from the loss.
+        smooth: Additive smoothing of numerator and denominator.
+
+    Returns:
+        Scalar float32 in [0, 1].
+    """
+    labels, valid, logits = _prepare(labels, logits, ignore_index)
+    num_classes = logits.shape[-1]
+    valid = valid[..., None]
+    probs = tf.nn.softmax(logits) * valid
+    truth = tf.one_hot(labels, num_classes) * valid
+    axes = (0, 1, 2)
+    intersection = tf.reduce_sum(probs * truth, axis=axes)
+    total = tf.reduce_sum(probs, axis=axes) + tf.reduce_sum(truth, axis=axes)
+    dice = (2.0 * intersection + smooth) / (total + smooth)
+    return 1.0 - tf.reduce_mean(dice)
+
+
+def parse_loss(name: str) -> tuple[str, ...]:
+    """Split a loss name such as 'wce+dice' into its terms.
+
+    Raises:
+        EdgesegError: an unknown or repeated term.
+    """
+    terms = tuple(term.strip().lower() for term in name.split("+"))
+    for term in terms:
+        if term not in LOSS_TERMS:
+            raise EdgesegError(f"unknown loss {term!r} in {name!r}; choose ce, wce, focal, dice "
+                               "or a sum such as wce+dice")  # fmt: skip
+    if len(set(terms)) != len(terms):
+        raise EdgesegError(f"loss {name!r} repeats a term")
+    return terms
+
+
+def make_loss(name: str, ignore_index: int = 255, class_weights=None) -> Callable:
+    """The loss called `name` ('ce', 'wce', 'focal', 'dice' or a sum like 'wce+dice').
+
+    Args:
+        name: Loss name.
+        ignore_index: Label value excluded from the loss.
+        class_weights: Length-C weights used by the 'wce' and 'focal' terms.
+
+    Returns:
+        loss(labels, logits) -> scalar float32.
+
+    Raises:
+        EdgesegError: an unknown name, or 'wce' without class weights.
+    """
+    terms = parse_loss(name)
+    if "wce" in terms and class_weights is None:
+        raise EdgesegError("loss wce needs class weights: --class-weights inverse, median or w1,w2,...")
+    functions = {
+        "ce": lambda y, p: cross_entropy(y, p, ignore_index),
+        "wce": lambda y, p: cross_entropy(y, p, ignore_index, class_weights),
+        "focal": lambda y, p: focal_loss(y, p, ignore_index, class_weights=class_weights),
+        "dice": lambda y, p: dice_loss(y, p, ignore_index),
+    }
+    chosen = [functions[term] for term in terms]
+
+    def loss(labels, logits):
+        return tf.add_n([function(labels, logits) for function in chosen])
+
+    return loss
+
+
+def class_weights(counts: np.ndarray, image_pixels: np.ndarray, method: str) -> np.ndarray | None:
+    """Class weights from the training masks' pixel counts.
+
+    - 'inverse': w_c = 1 / (K * f_c) with f_c = counts[c] / sum(counts) and K the number
+      of classes present, so the average weight per pixel is 1.
+    - 'median' (median-frequency balancing, Eigen & Fergus): w_c = median(f) / f_c with
+      f_c = counts[c] / image_pixels[c], the frequency of c in the images where it appears.
+
+    A class that never appears gets weight 1 (it weighs no pixel anyway).
+
+    Args:
+        counts: (C,) int, pixels of each class over the training masks.
+        image_pixels: (C,) int, total pixels of the masks in which each class appears.
+        method: 'inverse', 'median' or 'none'.
+
+    Returns:
+        (C,) float32 weights, or None for 'none'.
+
+    Raises:
+        EdgesegError: an unknown method.
+    """
+    if method == "none":
+        return None
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.ones(len(counts))
+    if not present.any():
+        return weights.astype(np.float32)
+    if method == "inverse":
+        frequency = counts[present] / counts.sum()
+        weights[present] = 1.0 / (present.sum() * frequency)
+    elif method == "median":
+        frequency = counts[present] / np.asarray(image_pixels, dtype=np.float64)[present]
+        weights[present] = np.median(frequency) / frequency
+    else:
+        raise EdgesegError(f"unknown class weighting {method!r}; choose inverse, median, none or w1,w2,...")
+    return weights.astype(np.float32)
+
+
+def parse_class_weights(text: str, num_classes: int) -> np.ndarray:
+    """Parse explicit weights 'w1,w2,...' (one per class, >= 0, not all 0).
+
+    Raises:
+        EdgesegError: not numbers, wrong count, negative or all zero.
+    """
+    try:
+        weights = np.array([float(part) for part in text.split(",")], dtype=np.float32)
+    except ValueError:
+        raise EdgesegError(f"class weights {text!r} are not inverse, median, none or comma-separated "
+                           "numbers") from None  # fmt: skip
+    if len(weights) != num_classes:
+        raise EdgesegError(f"{len(weights)} class weights given for {num_classes} classes")
+    if (weights < 0).any() or not np.isfinite(weights).all() or not weights.any():
+        raise EdgesegError(f"class weights {text!r} must be finite, non-negative and not all zero")
+    return weights
