@@ -135,7 +135,9 @@ class VideoFileSource(_CaptureSource):
         if not path.is_file():
             raise EdgesegError(f"video path is not a file: {path}")
         with _quiet_opencv():
-            capture = cv2.VideoCapture(str(path))
+            # One decoding thread: FFmpeg's default of one per core competes with the
+            # interpreter's threads for the same cores and slows inference more than it gains.
+            capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         super().__init__(capture, str(path))
         self._first = self._grab() if capture.isOpened() else None
         if self._first is None:
