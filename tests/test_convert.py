@@ -13,10 +13,11 @@ tf = pytest.importorskip("tensorflow")
 
 from conftest import CAMVID, CAMVID_CLASSES, CAMVID_IGNORE, camvid_pairs  # noqa: E402
 from edgeseg.cli import app  # noqa: E402
-from edgeseg.model import build_model, save_model  # noqa: E402
+from edgeseg.model import build_model, load_model, save_model  # noqa: E402
 from edgeseg.presets import get_config  # noqa: E402
 from runtime import Segmenter  # noqa: E402
 from runtime.metadata import read_metadata  # noqa: E402
+from runtime.processing import labels_from_output, prepare_input  # noqa: E402
 
 runner = CliRunner()
 TINY = ["--alpha", "0.35", "--input-size", "97x129", "--backbone-weights", "none", "--classes", "5"]
@@ -235,7 +236,7 @@ def trained_camvid_model(tmp_path_factory):
     targets = np.where(targets == CAMVID_IGNORE, 0, targets)
     keras.utils.set_random_seed(0)
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(inputs, targets, sample_weight=weights, batch_size=1, epochs=5, verbose=0)
+    model.fit(inputs, targets, sample_weight=weights, batch_size=1, epochs=8, verbose=0)
     path = save_model(model, folder / "trained.keras")
     (folder / "classes.json").write_text(json.dumps({"classes": list(CAMVID_CLASSES),
                                                      "ignore_index": CAMVID_IGNORE}))  # fmt: skip
@@ -256,7 +257,20 @@ def test_trained_model_int8_agrees_with_float_on_camvid(trained_camvid_model, tm
     result, out = _convert([str(trained_camvid_model), "--calibration", str(calibration), "--strict-int8"], tmp_path)
     assert result.exit_code == 0, result.output
     agreement = json.loads((tmp_path / "r.json").read_text())["fidelity"]["pixel_agreement"]
-    assert agreement > 0.95
+    assert agreement > 0.9  # a briefly trained model has many near-ties, which may flip either way
+    # Where the float model is sure (its top two logits 1.0 or more apart), int8 gives the same class.
+    model, segmenter = load_model(trained_camvid_model), Segmenter(out)
+    same, sure = [], []
+    for image_path, _ in camvid_pairs("val", 12):
+        frame = cv2.imread(str(image_path))
+        logits = np.asarray(model(prepare_input(frame, segmenter.spec.input_size), training=False))[0]
+        labels = labels_from_output(segmenter.invoke(segmenter.preprocess(frame)), segmenter.spec.output.quantization)
+        top_two = np.sort(logits, axis=-1)[..., -2:]
+        sure.append(top_two[..., 1] - top_two[..., 0] >= 1.0)
+        same.append(logits.argmax(-1) == labels.reshape(logits.shape[:2]))
+    same, sure = np.stack(same), np.stack(sure)
+    assert sure.mean() > 0.2, f"only {sure.mean():.0%} of the pixels are confident: the model barely trained"
+    assert same[sure].mean() > 0.995
     metadata = read_metadata(out)
     assert metadata["classes"] == list(CAMVID_CLASSES) and metadata["ignore_index"] == CAMVID_IGNORE
 
