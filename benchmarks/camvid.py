@@ -11,7 +11,8 @@ For each loss in --losses, with the same budget, it runs the user's commands:
     edgeseg eval OUT/LOSS/best.keras OUT/LOSS/int8.tflite --images val --masks valannot --json
 
 and writes OUT/results.md (the tables for the README) and OUT/results.json. A finished
-training run is reused (delete OUT/LOSS or pass --retrain to train again).
+training run is reused, and so are its scores (OUT/LOSS/scores.json); delete OUT/LOSS or pass
+--retrain to train again.
 
 Recommended run (each loss trains for about 70 minutes on the idle 2-core CPU, so both take
 about 2.5 hours with conversion and evaluation):
@@ -145,6 +146,9 @@ def run_loss(loss: str, data: Path, args) -> dict:
         summary["wall_seconds"] = time.perf_counter() - started
         (run / "train.json").write_text(json.dumps(summary, indent=1))
 
+    scores = run / "scores.json"
+    if finished and scores.is_file():  # converted and evaluated after this training run
+        return {"train": {k: v for k, v in summary.items() if k != "history"}, **json.loads(scores.read_text())}
     int8 = run / "int8.tflite"
     edgeseg("convert", str(run / "best.keras"), "--input-size", "360x480", "--calibration", str(data / "train"),
             "--num-calibration", str(args.num_calibration), "--report", str(run / "convert.json"),
@@ -154,6 +158,7 @@ def run_loss(loss: str, data: Path, args) -> dict:
     if args.threads:
         command += ["--threads", str(args.threads)]
     float_scores, int8_scores = edgeseg(*command)
+    scores.write_text(json.dumps({"float": float_scores, "int8": int8_scores}, indent=1))
     return {"train": {k: v for k, v in summary.items() if k != "history"}, "float": float_scores, "int8": int8_scores}
 
 
