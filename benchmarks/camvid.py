@@ -146,9 +146,10 @@ def run_loss(loss: str, data: Path, args) -> dict:
         summary["wall_seconds"] = time.perf_counter() - started
         (run / "train.json").write_text(json.dumps(summary, indent=1))
 
+    train = {k: v for k, v in summary.items() if k != "history"}
     scores = run / "scores.json"
     if finished and scores.is_file():  # converted and evaluated after this training run
-        return {"train": {k: v for k, v in summary.items() if k != "history"}, **json.loads(scores.read_text())}
+        return {"train": train, **json.loads(scores.read_text())}
     int8 = run / "int8.tflite"
     edgeseg("convert", str(run / "best.keras"), "--input-size", "360x480", "--calibration", str(data / "train"),
             "--num-calibration", str(args.num_calibration), "--report", str(run / "convert.json"),
@@ -158,8 +159,9 @@ def run_loss(loss: str, data: Path, args) -> dict:
     if args.threads:
         command += ["--threads", str(args.threads)]
     float_scores, int8_scores = edgeseg(*command)
-    scores.write_text(json.dumps({"float": float_scores, "int8": int8_scores}, indent=1))
-    return {"train": {k: v for k, v in summary.items() if k != "history"}, "float": float_scores, "int8": int8_scores}
+    result = {"float": float_scores, "int8": int8_scores}
+    scores.write_text(json.dumps(result, indent=1))
+    return {"train": train, **result}
 
 
 def rare_miou(scores: dict) -> float:
