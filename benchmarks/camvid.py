@@ -64,7 +64,9 @@ def main() -> int:
     parser.add_argument("--backbone-weights", default=str(SHARED / "weights/mobilenet_v2_1.0_no_top_imagenet_q8.weights.h5"),
                         help="MobileNetV2 weights file, imagenet or none")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument("--losses", default="ce,wce", help="comma-separated losses to compare")
+    parser.add_argument("--losses", default="ce,wce,wce:sqrt-median",
+                        help="comma-separated runs to compare, each LOSS or LOSS:WEIGHTING (inverse, median, "
+                        "sqrt-inverse, sqrt-median); a run's folder is OUT/LOSS or OUT/LOSS-WEIGHTING")
     parser.add_argument("--class-weights", default=None, help="--class-weights for the weighted losses "
                         "(default: edgeseg's, median frequency)")
     parser.add_argument("--epochs", type=int, default=90)
@@ -88,8 +90,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     data = subset(args.data, args.out / "data", args.limit) if args.limit else args.data
     results = {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
-    for loss in [name.strip() for name in args.losses.split(",") if name.strip()]:
-        results["runs"][loss] = run_loss(loss, data, args)
+    for spec in [name.strip() for name in args.losses.split(",") if name.strip()]:
+        results["runs"][spec] = run_loss(spec, data, args)
         write_results(results, args.out)
     print((args.out / "results.md").read_text())
     return 0
@@ -119,8 +121,23 @@ def edgeseg(*args: str) -> dict | list:
     return json.loads(completed.stdout)
 
 
-def run_loss(loss: str, data: Path, args) -> dict:
-    run = args.out / loss
+def weights_for(weighting: str, data: Path) -> str:
+    """`--class-weights` for a named weighting; sqrt-X is the square root of X's weights (softer)."""
+    if weighting in ("inverse", "median"):
+        return weighting
+    if weighting not in ("sqrt-inverse", "sqrt-median"):
+        raise SystemExit(f"unknown weighting {weighting!r}; use inverse, median, sqrt-inverse or sqrt-median")
+    from edgeseg.data import read_classes_file, scan_dataset  # noqa: PLC0415 - imports TensorFlow
+    from edgeseg.losses import class_weights  # noqa: PLC0415
+
+    info = scan_dataset(data / "train", data / "trainannot", len(read_classes_file(data / "classes.txt")), 11, "training")
+    weights = class_weights(info.counts, info.image_pixels, weighting.removeprefix("sqrt-")) ** 0.5
+    return ",".join(f"{w:.4f}" for w in weights)
+
+
+def run_loss(spec: str, data: Path, args) -> dict:
+    loss, _, weighting = spec.partition(":")
+    run = args.out / (f"{loss}-{weighting}" if weighting else loss)
     finished = (run / "best.keras").is_file() and (run / "train.json").is_file() and not args.retrain
     if finished:
         summary = json.loads((run / "train.json").read_text())
@@ -139,8 +156,11 @@ def run_loss(loss: str, data: Path, args) -> dict:
         ]  # fmt: skip
         if args.alpha is not None:
             command += ["--alpha", str(args.alpha)]
-        if args.class_weights and any(term in ("wce", "focal") for term in loss.split("+")):
-            command += ["--class-weights", args.class_weights]
+        weighted = any(term in ("wce", "focal") for term in loss.split("+"))
+        if weighting and not weighted:
+            raise SystemExit(f"{spec}: {loss} takes no class weights")
+        if weighted and (weighting or args.class_weights):
+            command += ["--class-weights", weights_for(weighting, data) if weighting else args.class_weights]
         started = time.perf_counter()
         summary = edgeseg(*command)
         summary["wall_seconds"] = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 
 from converters import calibration, report
+from converters.bias import corrected_biases
 from converters.tflite import check_options, convert, segmentation_output, static_batch_one, with_argmax
 from edgeseg import __version__
 from edgeseg.config import NORMALIZATION
@@ -44,6 +46,7 @@ class Options:
     report: Path | None = None
     threads: int | None = None
     latency_runs: int = 20
+    bias_correction: bool = True
 
 
 def default_calibration_folder() -> Path:
@@ -107,7 +110,9 @@ def convert_model(model: keras.Model | str | Path, options: Options, source: Pat
         float_path = Path(scratch) / "float32.tflite"
         write_bytes(float_path, convert(model, "float32"))
         step = progress(f"converting ({options.quantization})", 1) if progress else None
-        converted = convert(deploy, options.quantization, io, representative)
+        correct = options.bias_correction and options.quantization == "int8"
+        with corrected_biases(model, representative()) if correct else contextlib.nullcontext(0) as corrected:
+            converted = convert(deploy, options.quantization, io, representative)
         if step:
             step(1)
         metadata = _metadata(model, labels, size, normalization, options, io)
@@ -115,7 +120,7 @@ def convert_model(model: keras.Model | str | Path, options: Options, source: Pat
             temp.write_bytes(embed_metadata(converted, metadata))
             result = _report(model, float_path, temp, images, frames, val_pairs, labels, options, progress)
             result.update(file=str(options.out), quantization=options.quantization, io=io,
-                          output_kind=options.output_kind, input_size=list(size),
+                          output_kind=options.output_kind, input_size=list(size), bias_corrected_layers=corrected,
                           calibration={"folder": str(folder), "images": len(images.calibration),
                                        "held_out": len(images.holdout), "skipped": len(images.skipped)})  # fmt: skip
             result["seconds"] = round(time.perf_counter() - started, 1)

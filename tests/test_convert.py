@@ -55,6 +55,7 @@ def test_default_conversion_is_int8_inside_one_xnnpack_partition(tiny_int8):
     assert report["latency"]["converted"]["invoke_ms"] > 0 and report["latency"]["ratio"] > 0
     assert report["io"] == "uint8" and report["output_kind"] == "logits"
     assert report["calibration"]["images"] > 50
+    assert report["bias_corrected_layers"] > 40  # every convolution of the network
 
 
 def test_output_is_self_describing_and_runs_on_raw_pixels(tiny_int8):
@@ -103,6 +104,7 @@ def test_labels_output_kind_puts_argmax_in_the_graph(tmp_path):
     (["--quantization", "float16"], np.float32),
     (["--quantization", "dynamic"], np.float32),
     (["--quantization", "float32"], np.float32),
+    (["--no-bias-correction"], np.uint8),
 ])
 def test_other_modes_run_through_the_runtime(tmp_path, args, input_dtype):
     result, out = _convert([*TINY, "--num-calibration", "8", *args], tmp_path)
@@ -110,6 +112,9 @@ def test_other_modes_run_through_the_runtime(tmp_path, args, input_dtype):
     segmenter = Segmenter(out)
     assert segmenter.spec.input.dtype == input_dtype
     assert segmenter.segment(np.zeros((30, 40, 3), np.uint8)).shape == (30, 40)
+    corrected = json.loads((tmp_path / "r.json").read_text())["bias_corrected_layers"]
+    int8_corrected = "--quantization" not in args and "--no-bias-correction" not in args
+    assert (corrected > 0) == int8_corrected  # int8 only, unless turned off
 
 
 def test_keras_model_rebuilt_at_another_input_size(tmp_path):

@@ -33,6 +33,7 @@ def convert(
     val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Validation images, for mIoU of float vs converted.")] = None,
     val_masks: Annotated[Optional[Path], typer.Option("--val-masks", help="Validation masks (PNG, same file stems).")] = None,
     strict_int8: Annotated[bool, typer.Option("--strict-int8", help="Fail if any op inside the graph is not int8.")] = False,
+    bias_correction: Annotated[bool, typer.Option("--bias-correction/--no-bias-correction", help="int8: shift biases to cancel the mean error of rounded weights.")] = True,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Write the report as JSON here.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Threads for the latency measurement (default: all cores).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -59,7 +60,7 @@ def convert(
     options = Options(out=out, quantization=quantization, io=io, output_kind=output_kind,
                       calibration=calibration, num_calibration=num_calibration, input_size=size,
                       val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
-                      report=report_path, threads=threads)  # fmt: skip
+                      report=report_path, threads=threads, bias_correction=bias_correction)  # fmt: skip
     if model is not None:
         loaded = load_model(model)
         if classes is not None and loaded.output.shape[-1] != classes:
@@ -112,6 +113,8 @@ def render(result: dict) -> str:
     lines.append(f"float ops in graph          {len(ops['float_ops'])}" + "".join(f"\n  {n}" for n in ops["float_ops"]))
     lines.append(f"(de)quantize in graph       {len(ops['quantize_ops'])}" + "".join(f"\n  {n}" for n in ops["quantize_ops"]))
     lines.append(f"boundary (de)quantize       {', '.join(ops['boundary_ops']) or 'none'}")
+    if result["quantization"] == "int8":
+        lines.append(f"bias correction             {result['bias_corrected_layers']} layers")
     outside = ", ".join(f"{o['op']}" for o in ops["outside_delegate"]) or "none"
     lines.append(f"XNNPACK partitions          {ops['delegate_partitions']} (outside: {outside})")
     size = result["size_bytes"]
