@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,16 +110,20 @@ def convert_model(model: keras.Model | str | Path, options: Options, source: Pat
     with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as scratch:
         float_path = Path(scratch) / "float32.tflite"
         write_bytes(float_path, convert(model, "float32"))
+        # TFLite's calibrator keeps one core busy; the float model's class coverage runs beside it.
+        coverage = _in_background(report.coverage, float_path, frames, labels["classes"], 1)
         step = progress(f"converting ({options.quantization})", 1) if progress else None
         correct = options.bias_correction and options.quantization == "int8"
         with corrected_biases(model, representative()) if correct else contextlib.nullcontext(0) as corrected:
             converted = convert(deploy, options.quantization, io, representative)
         if step:
             step(1)
+        covered = coverage()  # before the latency measurement, which needs the machine to itself
         metadata = _metadata(model, labels, size, normalization, options, io)
         with atomic_path(options.out) as temp:
             temp.write_bytes(embed_metadata(converted, metadata))
-            result = _report(model, float_path, temp, images, frames, val_pairs, labels, options, progress)
+            result = _report(float_path, temp, images, val_pairs, labels, options, progress)
+            result["coverage"] = covered
             result.update(file=str(options.out), quantization=options.quantization, io=io,
                           output_kind=options.output_kind, input_size=list(size), bias_corrected_layers=corrected,
                           calibration={"folder": str(folder), "images": len(images.calibration),
@@ -235,7 +240,29 @@ def _read_mask(path: Path) -> np.ndarray | None:
     return mask if mask is not None and mask.ndim == 2 else None
 
 
-def _report(model, float_path, converted_path, images, frames, val_pairs, labels, options, progress) -> dict:
+def _in_background(function, *args) -> Callable[[], object]:
+    """Start function(*args) in a daemon thread (it never holds up Ctrl-C); call the result to wait for it."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the waiting thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="edgeseg-coverage", daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return wait
+
+
+def _report(float_path, converted_path, images, val_pairs, labels, options, progress) -> dict:
     threads = options.threads or os.cpu_count() or 1
     result = {"ops": report.op_report(converted_path, threads)}
     result["size_bytes"] = {"float32": float_path.stat().st_size, "converted": converted_path.stat().st_size}
@@ -251,7 +278,6 @@ def _report(model, float_path, converted_path, images, frames, val_pairs, labels
     else:
         held = [images.frames[p] for p in images.holdout]
         result["fidelity"] = report.agreement(float_path, converted_path, held, threads)
-    result["coverage"] = report.coverage(float_path, frames, classes, threads)
     return result
 
 
