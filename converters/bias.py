@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 STATISTICS_FRAMES = 16  # per-channel input means settle within a few frames
 
@@ -90,11 +91,15 @@ def corrected_biases(model: keras.Model, inputs: Iterable[list[np.ndarray]]) -> 
         yield 0
         return
     probe = keras.Model(model.inputs, [layer.input for layer, _ in pairs])
+
+    @tf.function
+    def input_means(batch):  # reduced inside the graph: the per-pixel tensors never leave TensorFlow
+        return [tf.reduce_mean(tensor, axis=(0, 1, 2)) for tensor in tf.nest.flatten(probe(batch, training=False))]
+
     sums, count = [0.0] * len(pairs), 0
     for batch in inputs:
-        tensors = probe(batch, training=False)
-        for index, tensor in enumerate(tensors if isinstance(tensors, (list, tuple)) else [tensors]):
-            sums[index] = sums[index] + np.mean(np.asarray(tensor, np.float64), axis=(0, 1, 2))
+        for index, mean in enumerate(input_means(batch)):
+            sums[index] = sums[index] + np.asarray(mean, np.float64)
         count += 1
         if count == STATISTICS_FRAMES:
             break

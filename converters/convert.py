@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +109,17 @@ def convert_model(model: keras.Model | str | Path, options: Options, source: Pat
     with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as scratch:
         float_path = Path(scratch) / "float32.tflite"
         write_bytes(float_path, convert(model, "float32"))
-        # TFLite's calibrator keeps one core busy; the float model's class coverage runs beside it.
-        coverage = _in_background(report.coverage, float_path, frames, labels["classes"], 1)
-        step = progress(f"converting ({options.quantization})", 1) if progress else None
-        correct = options.bias_correction and options.quantization == "int8"
-        with corrected_biases(model, representative()) if correct else contextlib.nullcontext(0) as corrected:
-            converted = convert(deploy, options.quantization, io, representative)
-        if step:
-            step(1)
-        covered = coverage()  # before the latency measurement, which needs the machine to itself
+        coverage = report.BackgroundCoverage(float_path, images.calibration, labels["classes"])
+        try:
+            step = progress(f"converting ({options.quantization})", 1) if progress else None
+            correct = options.bias_correction and options.quantization == "int8"
+            with corrected_biases(model, representative()) if correct else contextlib.nullcontext(0) as corrected:
+                converted = convert(deploy, options.quantization, io, representative)
+            if step:
+                step(1)
+            covered = coverage.result()  # before the latency measurement, which needs the machine to itself
+        finally:
+            coverage.stop()
         metadata = _metadata(model, labels, size, normalization, options, io)
         with atomic_path(options.out) as temp:
             temp.write_bytes(embed_metadata(converted, metadata))
@@ -238,28 +239,6 @@ def _read_mask(path: Path) -> np.ndarray | None:
 
     mask = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
     return mask if mask is not None and mask.ndim == 2 else None
-
-
-def _in_background(function, *args) -> Callable[[], object]:
-    """Start function(*args) in a daemon thread (it never holds up Ctrl-C); call the result to wait for it."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = function(*args)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the waiting thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name="edgeseg-coverage", daemon=True)
-    thread.start()
-
-    def wait():
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
-
-    return wait
 
 
 def _report(float_path, converted_path, images, val_pairs, labels, options, progress) -> dict:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from converters.calibration import read_bgr
+
 from runtime.backend import load_interpreter
+from runtime.errors import EdgesegError
 from runtime.bench import benchmark
 from runtime.inspect import DELEGATE_OP, list_ops, summarize_ops
 from runtime.segmenter import Segmenter
@@ -154,3 +161,39 @@ def coverage(float_path: Path, frames: list[np.ndarray], classes: list[str],
     shares = counts[: len(classes)] / max(1, counts.sum())
     return {"images": len(frames), "pixels_per_class": [float(s) for s in shares],
             "missing": [name for name, count in zip(classes, counts) if count == 0]}  # fmt: skip
+
+
+
+class BackgroundCoverage:
+    """`coverage` of the images at `paths`, computed in a child process on one thread.
+
+    TFLite's calibrator runs on one core and holds the GIL while it does, so a thread would
+    wait for it; a process uses the idle core. `result()` waits for the answer; `stop()` ends
+    the child if it is still running (on Ctrl-C or a failed conversion).
+    """
+
+    def __init__(self, float_path: Path, paths: list[Path], classes: list[str]):
+        request = json.dumps({"model": str(float_path), "images": [str(p) for p in paths], "classes": classes})
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self._child = subprocess.Popen([sys.executable, "-m", "converters.report", request], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       start_new_session=True)  # fmt: skip
+
+    def result(self) -> dict:
+        out, err = self._child.communicate()
+        if self._child.returncode != 0:
+            last = (err.strip().splitlines() or ["no message"])[-1]
+            raise EdgesegError(f"the class-coverage check failed: {last}")
+        return json.loads(out)
+
+    def stop(self) -> None:
+        if self._child.poll() is None:
+            self._child.kill()
+            self._child.wait()
+
+
+if __name__ == "__main__":  # the child of BackgroundCoverage
+    job = json.loads(sys.argv[1])
+    frames = [read_bgr(Path(path)) for path in job["images"]]
+    print(json.dumps(coverage(Path(job["model"]), frames, job["classes"], 1)))
