@@ -58,6 +58,23 @@ def test_default_conversion_is_int8_inside_one_xnnpack_partition(tiny_int8):
     assert report["bias_corrected_layers"] > 40  # every convolution of the network
 
 
+def test_calibration_coverage_comes_from_the_child_process(tiny_int8, tmp_path):
+    _, report, _ = tiny_int8
+    coverage = report["coverage"]
+    assert coverage["images"] == report["calibration"]["images"]
+    assert len(coverage["pixels_per_class"]) == 5 and sum(coverage["pixels_per_class"]) == pytest.approx(1.0)
+    missing = [f"class {i}" for i, share in enumerate(coverage["pixels_per_class"]) if share == 0]
+    assert len(coverage["missing"]) == len(missing)
+    from converters.report import BackgroundCoverage
+    from runtime.errors import EdgesegError
+
+    failing = BackgroundCoverage(tmp_path / "absent.tflite", [], ["a", "b"])
+    with pytest.raises(EdgesegError, match="class-coverage check failed") as error:
+        failing.result()
+    assert "\n" not in str(error.value)
+    failing.stop()  # already ended: nothing to do
+
+
 def test_output_is_self_describing_and_runs_on_raw_pixels(tiny_int8):
     out, _, _ = tiny_int8
     metadata = read_metadata(out)
