@@ -6,6 +6,15 @@
 """
 
 from runtime.errors import EdgesegError
-from runtime.segmenter import Segmenter, Timing
 
 __all__ = ["EdgesegError", "Segmenter", "Timing"]
+
+
+def __getattr__(name: str):
+    # `Segmenter` (and with it OpenCV) is imported on first use, not with the package: the
+    # child process that test-loads a model (`runtime.probe`) needs only the backend.
+    if name in ("Segmenter", "Timing"):
+        from runtime import segmenter  # noqa: PLC0415
+
+        return getattr(segmenter, name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -7,17 +7,19 @@ Each applies XNNPACK, its default CPU delegate, when tensors are allocated.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import importlib.util
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import EdgesegError
+from runtime.limits import check_threads
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 # Names the default backend for a process and its children, e.g. tflite_runtime where it is
@@ -141,8 +143,12 @@ def load_interpreter(
 ) -> tuple[Any, str]:
     """Create an interpreter for a .tflite file, tensors not yet allocated.
 
+    The model is first loaded, allocated and run once in a child process
+    (`runtime.probe.check_model_in_child`, remembered per file content), so that a file
+    that would crash the interpreter is refused before this process touches it.
     Allocation (`interpreter.allocate_tensors()`) is left to the caller, so a model can be
-    inspected and refused before XNNPACK is applied to it.
+    inspected and refused before XNNPACK is applied to it; wrap it, and every later call
+    into the interpreter, in `interpreter_errors`.
 
     Args:
         model_path: the .tflite file.
@@ -156,29 +162,65 @@ def load_interpreter(
         (interpreter, backend name).
 
     Raises:
-        EdgesegError: a missing or invalid model file, a bad thread count, an unknown
-            backend or delegate, or an Edge TPU runtime that is not installed.
+        EdgesegError: a missing, invalid or damaged model file (one the interpreter refuses
+            or crashes on), a bad thread count, an unknown backend or delegate, or an Edge
+            TPU runtime that is not installed.
     """
+    from runtime.probe import check_model_in_child  # noqa: PLC0415 - probe imports this module
+
     path = check_model_file(model_path)
+    check_threads(num_threads)
     if num_threads is None:
         num_threads = os.cpu_count() or 1
-    if num_threads < 1:
-        raise EdgesegError(f"num_threads must be at least 1, got {num_threads}")
     if delegate is not None and delegate not in DELEGATES:
         raise EdgesegError(f"unknown delegate {delegate!r} — choose one of: {', '.join(DELEGATES)}")
     found = find_backend(backend)
+    check_model_in_child(path, found.name, delegate, num_threads)
+    return create_interpreter(path, num_threads, found, delegate), found.name
+
+
+def create_interpreter(path: Path, num_threads: int, backend: Backend, delegate: str | None = None) -> Any:
+    """The interpreter itself, unchecked: `load_interpreter` without the child process.
+
+    Raises:
+        EdgesegError: the interpreter refuses the file, or the Edge TPU runtime is missing.
+    """
     options: dict[str, Any] = {"model_path": str(path), "num_threads": num_threads}
     if delegate == "edgetpu":
-        options["experimental_delegates"] = [_load_edgetpu(found)]
+        options["experimental_delegates"] = [_load_edgetpu(backend)]
     elif delegate == "none":
-        options["experimental_op_resolver_type"] = _op_resolver(found, _WITHOUT_DEFAULT_DELEGATES)
+        options["experimental_op_resolver_type"] = _op_resolver(backend, _WITHOUT_DEFAULT_DELEGATES)
+    with interpreter_errors(path, "reading it"):
+        return backend.interpreter_class(**options)
+
+
+# What the interpreter packages raise on a model they cannot read, allocate or run: their C++
+# errors come through pybind11 as these (std::bad_alloc as MemoryError, a tensor name that is
+# not UTF-8 as UnicodeDecodeError, a ValueError).
+INTERPRETER_ERRORS = (RuntimeError, ValueError, SystemError, MemoryError, IndexError, OverflowError)
+
+
+@contextlib.contextmanager
+def interpreter_errors(path: str | Path, doing: str) -> Iterator[None]:
+    """Turn an interpreter's failure inside the block into one `EdgesegError` line.
+
+    Args:
+        path: the model file, named in the message.
+        doing: what the block does, e.g. "allocating its tensors" or "running it".
+
+    Raises:
+        EdgesegError: "PATH: the interpreter failed DOING: REASON — ...".
+    """
     try:
-        interpreter = found.interpreter_class(**options)
-    except ValueError as error:
-        # The interpreter's own message is the reason ("Model provided has model identifier...").
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise EdgesegError(f"cannot load TFLite model {path}: {reason}") from None
-    return interpreter, found.name
+        yield
+    except INTERPRETER_ERRORS as error:
+        from runtime.text import printable  # noqa: PLC0415
+
+        reason = printable(" ".join(str(error).split()) or type(error).__name__, limit=300)
+        raise EdgesegError(
+            f"{path}: the interpreter failed {doing}: {reason} — the file is damaged or not a model "
+            "this interpreter can run; re-convert or re-download it"
+        ) from None
 
 
 def _op_resolver(backend: Backend, value: int) -> Any:

@@ -8,13 +8,18 @@ import sys
 import tempfile
 from typing import Iterator
 
+from runtime.errors import EdgesegError
+
 
 @contextlib.contextmanager
 def held_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to a temporary file for the block; replay it if the block raises.
+    """Send file descriptor 2 to a temporary file for the block; replay it if the block fails
+    with a bug (any exception but an `EdgesegError` or an interruption).
 
     Native libraries write to fd 2 directly, below Python's `sys.stderr`, so only swapping the
-    descriptor silences them. What they said is still shown when something goes wrong.
+    descriptor silences them. What they said is still shown when something unexpected goes
+    wrong; an `EdgesegError` already says what is wrong in one line (an interpreter's
+    "ERROR: ..." lines about a damaged model would only repeat it), and Ctrl-C needs no log.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -22,6 +27,8 @@ def held_stderr() -> Iterator[None]:
         os.dup2(held.fileno(), 2)
         try:
             yield
+        except (EdgesegError, KeyboardInterrupt):
+            raise
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backend import load_interpreter
-from runtime.metadata import read_metadata
+from runtime.backend import check_model_file, interpreter_errors, load_interpreter
+from runtime.metadata import MetadataError, read_metadata
+from runtime.text import printable
 
 DELEGATE_OP = "DELEGATE"
 
@@ -144,15 +145,24 @@ def describe(path: str | Path, backend: str | None = None) -> dict[str, Any]:
         {"path", "size_bytes", "backend", "inputs", "outputs" (see `tensor_summary`),
         "ops" (`summarize_ops`), "delegation": {"delegate_nodes", "outside": [ops not run
         by XNNPACK, with "index", "op", "inputs", "outputs", "output_names"]}, "metadata"
-        (the embedded edgeseg metadata, or None)}.
+        (the embedded edgeseg metadata, or None), "metadata_error" (why the metadata was
+        refused, or None)}.
 
     Raises:
-        EdgesegError: a missing file or one that is not a TFLite model.
+        EdgesegError: a missing file, one that is not a TFLite model, or one the interpreter
+            cannot load (damaged metadata is reported in "metadata_error" instead).
     """
-    path = Path(path)
+    path = check_model_file(path)
+    try:
+        metadata, metadata_error = read_metadata(path), None
+    except MetadataError as error:
+        metadata, metadata_error = None, str(error)
     interpreter, backend_name = load_interpreter(path, num_threads=1, backend=backend)
-    interpreter.allocate_tensors()
-    ops = list_ops(interpreter)
+    with interpreter_errors(path, "allocating its tensors"):
+        interpreter.allocate_tensors()
+    with interpreter_errors(path, "listing its tensors and ops"):
+        ops = list_ops(interpreter)
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     outside = [
         {key: op[key] for key in ("index", "op", "inputs", "outputs", "output_names")}
         for op in ops
@@ -162,19 +172,20 @@ def describe(path: str | Path, backend: str | None = None) -> dict[str, Any]:
         "path": str(path),
         "size_bytes": path.stat().st_size,
         "backend": backend_name,
-        "inputs": [tensor_summary(d) for d in interpreter.get_input_details()],
-        "outputs": [tensor_summary(d) for d in interpreter.get_output_details()],
+        "inputs": [tensor_summary(d) for d in inputs],
+        "outputs": [tensor_summary(d) for d in outputs],
         "ops": summarize_ops(ops),
         "delegation": {
             "delegate_nodes": sum(op["op"] == DELEGATE_OP for op in ops),
             "outside": outside,
         },
-        "metadata": read_metadata(path),
+        "metadata": metadata,
+        "metadata_error": metadata_error,
     }
 
 
 def _format_tensor(tensor: dict[str, Any]) -> str:
-    text = f"{tensor['name']}: {tensor['dtype']}{tensor['shape']}"
+    text = f"{printable(tensor['name'])}: {tensor['dtype']}{tensor['shape']}"
     quantization = tensor["quantization"]
     if quantization and "scale" in quantization:
         text += f" scale={quantization['scale']:.6g} zero_point={quantization['zero_point']}"
@@ -186,7 +197,7 @@ def _format_tensor(tensor: dict[str, Any]) -> str:
 def format_ops(summary: list[dict[str, Any]]) -> list[str]:
     """Lines of an op summary (`summarize_ops`): "  35 x CONV_2D  (int8, int8, int32) -> (int8)"."""
     return [
-        f"{op['count']:4d} x {op['op']:<24} ({', '.join(op['inputs'])}) -> ({', '.join(op['outputs'])})"
+        f"{op['count']:4d} x {printable(op['op']):<24} ({', '.join(op['inputs'])}) -> ({', '.join(op['outputs'])})"
         for op in summary
     ]
 
@@ -195,7 +206,7 @@ def render(info: dict[str, Any]) -> str:
     """Render `describe(path)` as plain text for a terminal."""
     size = info["size_bytes"]
     size_text = f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
-    lines = [f"{info['path']} ({size_text}, read with {info['backend']})"]
+    lines = [f"{printable(info['path'])} ({size_text}, read with {info['backend']})"]
     lines += ["inputs:"] + [f"  {_format_tensor(t)}" for t in info["inputs"]]
     lines += ["outputs:"] + [f"  {_format_tensor(t)}" for t in info["outputs"]]
     lines += ["ops:"] + [f"  {line}" for line in format_ops(info["ops"])]
@@ -205,16 +216,25 @@ def render(info: dict[str, Any]) -> str:
         f"XNNPACK: {delegation['delegate_nodes']} delegate node(s); "
         + ("every op delegated" if not outside else f"{len(outside)} op(s) outside:")
     )
-    lines += [f"  {op['op']} -> {', '.join(op['output_names'])}" for op in outside]
+    lines += [f"  {printable(op['op'])} -> {', '.join(printable(name) for name in op['output_names'])}"
+              for op in outside]  # fmt: skip
     metadata = info["metadata"]
-    if metadata is None:
+    if info.get("metadata_error"):
+        lines.append(f"metadata: refused — {printable(info['metadata_error'], limit=500)}")
+    elif metadata is None:
         lines.append("metadata: none (settings are inferred from the tensors)")
     else:
         lines.append("metadata:")
-        for key, value in metadata.items():
-            if key == "colors":
-                value = f"{len(value)} colours"
-            elif key == "config":
-                value = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
-            lines.append(f"  {key}: {value}")
+        lines += [f"  {printable(key)}: {_format_value(key, value)}" for key, value in metadata.items()]
     return "\n".join(lines)
+
+
+def _format_value(key: str, value: Any) -> str:
+    """One metadata value on one line; strings from the file are escaped (`printable`)."""
+    if key == "colors" and isinstance(value, list):
+        return f"{len(value)} colours"
+    if key == "classes" and isinstance(value, list):
+        return ", ".join(printable(name, limit=64) for name in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{printable(k)}={printable(v, limit=64)}" for k, v in value.items())
+    return printable(value, limit=500)

@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from runtime import processing
-from runtime.backend import load_interpreter
+from runtime.backend import check_model_file, interpreter_errors, load_interpreter
 from runtime.drawing import blend
 from runtime.errors import EdgesegError
+from runtime.limits import MAX_CLASSES, MAX_INPUT_SIDE
 from runtime.metadata import read_metadata
 from runtime.palette import default_classes, default_colors, generated_color
 from runtime.processing import Normalization
@@ -101,7 +102,8 @@ def resolve_spec(path: Path, input_details: list[dict], output_details: list[dic
         path: the model file (for messages).
         input_details: the interpreter's `get_input_details()`.
         output_details: the interpreter's `get_output_details()`.
-        metadata: the embedded metadata dict, or None.
+        metadata: the embedded metadata as `runtime.metadata.read_metadata` returns it
+            (types and ranges checked), or None.
 
     Returns:
         The model's `ModelSpec`.
@@ -119,13 +121,12 @@ def resolve_spec(path: Path, input_details: list[dict], output_details: list[dic
     shape_in = tensor_in.shape
     if len(shape_in) != 4 or shape_in[0] != 1 or shape_in[3] != 3 or min(shape_in[1:3]) < 2:
         raise _refuse(path, f"has input shape {shape_in}")
+    if max(shape_in[1:3]) > MAX_INPUT_SIDE:
+        raise _refuse(path, f"has input shape {shape_in} (at most {MAX_INPUT_SIDE} pixels a side)")
     if tensor_in.dtype not in INPUT_DTYPES:
         raise _refuse(path, f"has a {tensor_in.dtype} input (float32, uint8 or int8 expected)")
     output_kind = _output_kind(path, tensor_out)
-    try:
-        return _with_metadata(path, tensor_in, tensor_out, output_kind, metadata or {})
-    except (TypeError, ValueError, AttributeError) as error:
-        raise EdgesegError(f"{path.name}: malformed edgeseg metadata ({error}) — re-convert the model") from None
+    return _with_metadata(path, tensor_in, tensor_out, output_kind, metadata or {})
 
 
 def _with_metadata(path: Path, tensor_in: TensorInfo, tensor_out: TensorInfo, output_kind: str,
@@ -133,7 +134,7 @@ def _with_metadata(path: Path, tensor_in: TensorInfo, tensor_out: TensorInfo, ou
     # Metadata may only describe what the tensors leave open; a contradiction means a
     # damaged or hand-edited file, which is refused rather than half-trusted.
     input_size = tensor_in.shape[1:3]
-    if "input_size" in metadata and [int(v) for v in metadata["input_size"]] != list(input_size):
+    if metadata.get("input_size") is not None and metadata["input_size"] != list(input_size):
         raise EdgesegError(
             f"{path.name}: metadata input_size {list(metadata['input_size'])} does not match the input "
             f"tensor {list(input_size)} — the file was modified after conversion; re-convert it"
@@ -149,12 +150,12 @@ def _with_metadata(path: Path, tensor_in: TensorInfo, tensor_out: TensorInfo, ou
     if classes is None:
         # An arg-maxed output does not say how many classes there are: DeepLab's usual 21.
         classes = default_classes(count or 21)
-    classes = [str(name) for name in classes]
     if count is not None and len(classes) != count:
         raise EdgesegError(f"{path.name}: metadata lists {len(classes)} classes but the output has {count} channels")
     colors = metadata.get("colors") or default_colors(len(classes))
     if len(colors) != len(classes):
-        raise EdgesegError(f"{path.name}: metadata has {len(colors)} colours for {len(classes)} classes")
+        raise EdgesegError(f"{path.name}: metadata has {len(colors)} colours for {len(classes)} classes "
+                           "— re-convert the model")
     return ModelSpec(
         input=tensor_in,
         output=tensor_out,
@@ -179,8 +180,8 @@ def _output_kind(path: Path, tensor: TensorInfo) -> str:
         return "labels"
     if dtype not in LOGIT_DTYPES:
         raise _refuse(path, f"has {dtype} logits (float32, int8 or uint8 expected)")
-    if shape[3] > 256:
-        raise _refuse(path, f"has {shape[3]} output channels (at most 256 classes)")
+    if shape[3] > MAX_CLASSES:
+        raise _refuse(path, f"has {shape[3]} output channels (at most {MAX_CLASSES} classes)")
     return "logits"
 
 
@@ -222,14 +223,16 @@ class Segmenter:
         """
         self.path = Path(model_path)
         self.num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
-        interpreter, self.backend = load_interpreter(self.path, self.num_threads, backend, delegate)
+        check_model_file(self.path)
+        self.metadata = read_metadata(self.path)  # before the interpreter: damaged metadata needs none
+        interpreter, self.backend = load_interpreter(self.path, num_threads, backend, delegate)
         self.delegate = delegate or "xnnpack"
-        self.metadata = read_metadata(self.path)
+        with interpreter_errors(self.path, "reading its tensors"):
+            details = interpreter.get_input_details(), interpreter.get_output_details()
         # Refuse before allocating: allocation applies XNNPACK, which is wasted on a bad model.
-        self.spec = resolve_spec(
-            self.path, interpreter.get_input_details(), interpreter.get_output_details(), self.metadata
-        )
-        interpreter.allocate_tensors()
+        self.spec = resolve_spec(self.path, *details, self.metadata)
+        with interpreter_errors(self.path, "allocating its tensors"):
+            interpreter.allocate_tensors()
         self._interpreter = interpreter
         self.classes: list[str] = list(self.spec.classes)
         self.colors: list[tuple[int, int, int]] = [tuple(c) for c in self.spec.colors]
@@ -271,10 +274,14 @@ class Segmenter:
         """Run the model on a prepared input; returns a copy of the raw output tensor.
 
         Not thread-safe: call it from one thread at a time.
+
+        Raises:
+            EdgesegError: the interpreter fails to run the model (a damaged file).
         """
-        self._interpreter.set_tensor(self.spec.input.index, model_input)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self.spec.output.index)
+        with interpreter_errors(self.path, "running it"):
+            self._interpreter.set_tensor(self.spec.input.index, model_input)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self.spec.output.index)
 
     def postprocess(self, output: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         """Raw output tensor -> (height, width) uint8 labels for a frame of `frame_size`."""

@@ -106,7 +106,7 @@ def test_metadata_gives_classes_colours_and_normalization(tiny_models):
     "change, message",
     [({"input_size": [65, 65]}, "input_size"), ({"classes": ["a", "b"]}, "classes"),
      ({"output_kind": "labels"}, "output_kind"), ({"normalization": {"std": [0, 1, 1]}}, "std must be positive"),
-     ({"colors": [[1, 2, 3]]}, "colours"), ({"input_size": 97}, "malformed")],  # fmt: skip
+     ({"colors": [[1, 2, 3]]}, "colours"), ({"input_size": 97}, "input_size must be")],  # fmt: skip
 )
 def test_metadata_contradicting_the_tensors_is_refused(tiny_models, tmp_path, change, message):
     path = tmp_path / "bad_meta.tflite"
@@ -131,7 +131,7 @@ def test_missing_and_non_tflite_files_are_refused(tmp_path):
         Segmenter(junk)
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 8)
-    with pytest.raises(EdgesegError, match="cannot load TFLite model"):
+    with pytest.raises(EdgesegError, match="the interpreter failed reading it"):
         Segmenter(truncated)
 
 

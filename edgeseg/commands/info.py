@@ -18,6 +18,8 @@ def info(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Describe a .keras or .tflite model: config, size, ops, metadata."""
+    if model.is_dir():
+        raise EdgesegError(f"{model} is a folder; give a .keras or .tflite model file")
     if not model.is_file():
         raise EdgesegError(f"model file {model} does not exist")
     if model.suffix == ".tflite":
@@ -25,6 +27,9 @@ def info(
 
         with held_stderr():  # the interpreter announces its XNNPACK delegate on stderr
             description = describe(model)
+        if description["metadata_error"]:
+            # The model itself is described; that its metadata was refused is said on stderr too.
+            typer.echo(f"warning: {description['metadata_error']}", err=True)
     elif model.suffix == ".keras":
         import_tensorflow()
         from edgeseg.model import load_model  # noqa: PLC0415 - needs TensorFlow

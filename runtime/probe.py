@@ -1,0 +1,203 @@
+"""A model's first load happens in a child process, so a file that crashes the interpreter
+gives an error message instead of killing the process that asked for it.
+
+The TFLite interpreters trust the flatbuffer they are given: one changed byte inside a tensor
+buffer can make `allocate_tensors` read or write out of bounds and end the process with
+SIGSEGV, which no Python `try` can catch. So before a process loads a model, a fresh Python
+(`sys.executable`) loads it with the same backend and delegate, reads its tensor and op
+details, allocates its tensors and runs it once on zeros: every step the runtime takes. A
+signal or a hang there becomes an `EdgesegError`; an ordinary error is left for the caller's
+own load to meet and report in context.
+
+The verdict is remembered per file content (SHA-256), backend, backend version and
+delegate, in `$XDG_CACHE_HOME/edgeseg/model-checks` (else `~/.cache/edgeseg/model-checks`):
+a model is tested once, later loads cost reading it through a hash. An unwritable cache
+only means testing again next time. Where no child Python can be started (QEMU user-mode
+emulation without binfmt, an embedded Python), the model is loaded unchecked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from runtime.errors import EdgesegError
+
+CHECK_TIMEOUT_S = 120.0  # a 513x513 float model loads and runs once in ~1 s on a Raspberry Pi 4
+CACHE_FOLDER = "model-checks"
+_DISTRIBUTIONS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow"}
+# The steps of the child, in order; it prints each before taking it, so a signal names the step.
+STEPS = {
+    "load": "loading the model",
+    "details": "reading its tensor and op details",
+    "allocate": "allocating its tensors",
+    "invoke": "running it once",
+}
+_READY = "ready"
+
+
+def cache_folder() -> Path:
+    """Where verdicts are kept: $XDG_CACHE_HOME/edgeseg/model-checks, else ~/.cache/edgeseg/model-checks."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edgeseg" / CACHE_FOLDER
+
+
+def _backend_version(backend: str) -> str:
+    try:
+        return importlib.metadata.version(_DISTRIBUTIONS[backend])
+    except (importlib.metadata.PackageNotFoundError, KeyError):
+        return "unknown"
+
+
+def _cache_key(path: Path, backend: str, delegate: str) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return f"{digest.hexdigest()}-{backend}-{_backend_version(backend)}-{delegate}"
+
+
+def _remembered(key: str) -> dict | None:
+    try:
+        verdict = json.loads((cache_folder() / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return verdict if isinstance(verdict, dict) and verdict.get("verdict") in ("safe", "crashed") else None
+
+
+def _remember(key: str, verdict: dict) -> None:
+    from runtime.atomic import write_bytes  # noqa: PLC0415 - only when there is something to keep
+
+    folder = cache_folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes(folder / f"{key}.json", json.dumps(verdict).encode())
+    except (OSError, EdgesegError):
+        pass  # a read-only home or a full disk: the model is simply tested again next time
+
+
+def check_model_in_child(path: str | Path, backend: str, delegate: str | None = None, num_threads: int = 1) -> None:
+    """Load, allocate and run a model once in a child process (or recall the verdict).
+
+    Args:
+        path: the .tflite file (already checked to be a TFLite flatbuffer).
+        backend: the backend name (`runtime.backend.BACKENDS`), resolved already.
+        delegate: as for `runtime.backend.load_interpreter`.
+        num_threads: interpreter threads for the child's one run.
+
+    Raises:
+        EdgesegError: the child was killed by a signal (the interpreter crashed) or did not
+            finish within `CHECK_TIMEOUT_S` seconds.
+    """
+    delegate = delegate or "xnnpack"
+    key = _cache_key(Path(path), backend, delegate)
+    verdict = _remembered(key)
+    if verdict is None:
+        verdict = _run_child(Path(path).resolve(), backend, delegate, num_threads)
+        if verdict is None:
+            return  # no child could be started here: the model is loaded unchecked
+        _remember(key, verdict)
+    if verdict["verdict"] == "crashed":
+        step = STEPS.get(verdict.get("step"), "loading the model")
+        raise EdgesegError(
+            f"{path}: the {backend} interpreter crashes on this file ({verdict.get('signal')} {step}, seen in a "
+            "trial load in a separate process) — the file is damaged or not a model it can run; "
+            "re-convert or re-download it"
+        )
+
+
+def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dict | None:
+    """Run the child; None when it could not be started or set itself up."""
+    if not sys.executable:
+        return None
+    root = Path(__file__).resolve().parents[1]  # the folder holding the runtime package
+    command = [sys.executable, "-c", "from runtime.probe import _child; _child()",
+               str(path), backend, delegate, str(num_threads)]  # fmt: skip
+    with tempfile.TemporaryFile() as output:
+        try:
+            child = subprocess.Popen(command, cwd=root, stdin=subprocess.DEVNULL, stdout=output,
+                                     stderr=subprocess.DEVNULL)  # fmt: skip
+        except OSError:  # e.g. ENOEXEC under QEMU user mode: the emulated Python cannot exec itself
+            return None
+        try:
+            code = child.wait(timeout=CHECK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise EdgesegError(
+                f"{path}: a trial load in a separate process did not finish loading and running the model "
+                f"once within {CHECK_TIMEOUT_S:.0f} s — the file may be damaged"
+            ) from None
+        finally:
+            if child.poll() is None:  # Ctrl-C or SIGTERM while waiting: do not leave the child behind
+                child.kill()
+                child.wait()
+        output.seek(0)
+        said = output.read().decode(errors="replace").split()
+    if _READY not in said:
+        return None  # the child could not even import the backend: a problem of this setup, not of the model
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        return {"verdict": "crashed", "signal": name, "step": said[-1]}
+    return {"verdict": "safe"}
+
+
+def _child() -> None:
+    """The child's side: `python -c ... PATH BACKEND DELEGATE THREADS`; prints each step first.
+
+    A Python exception ends the child quietly with exit code 1: the caller meets it again in
+    its own load and reports it there, in context. Only signals and hangs matter here.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from runtime.backend import create_interpreter, find_backend  # noqa: PLC0415
+
+    path, backend, delegate, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    _limit_memory()
+    found = find_backend(backend)
+    print(_READY, flush=True)
+    print("load", flush=True)
+    interpreter = create_interpreter(Path(path), threads, found, None if delegate == "xnnpack" else delegate)
+    print("details", flush=True)
+    _details(interpreter)
+    print("allocate", flush=True)
+    interpreter.allocate_tensors()
+    print("details", flush=True)
+    _details(interpreter)
+    print("invoke", flush=True)
+    for tensor in interpreter.get_input_details():
+        interpreter.set_tensor(tensor["index"], np.zeros(tensor["shape"], tensor["dtype"]))
+    interpreter.invoke()
+    for tensor in interpreter.get_output_details():
+        interpreter.get_tensor(tensor["index"])
+
+
+def _details(interpreter) -> None:
+    # Each read on its own: one that fails (a name that is not UTF-8) must not hide another
+    # that crashes, since the caller may take either.
+    for read in ("get_input_details", "get_output_details", "get_tensor_details", "_get_ops_details"):
+        try:
+            getattr(interpreter, read, list)()
+        except Exception:  # noqa: BLE001 - see above: only signals matter in the child
+            pass
+
+
+def _limit_memory() -> None:
+    # A model that asks for more than the machine's memory cannot run; without a limit the
+    # child would push the machine into swap or the OOM killer before failing.
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
