@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import signal
 import sys
 
 import typer
@@ -60,15 +64,68 @@ app.command(
 
 
 def main() -> None:
+    """The `edgeseg` console script: signals and standard output handled once, for every command."""
     sys.argv[1:] = default_camera(sys.argv[1:])
-    app()
+    catch_termination()
+    problem = stdout_problem()
+    if problem:  # before any work: a result that cannot be printed is not worth computing
+        print(f"error: cannot write to standard output: {problem}", file=sys.stderr)
+        sys.exit(1)
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code
+    except OSError:  # a write to stdout that failed mid-command (e.g. the disk filled up)?
+        if stdout_problem(flush=True) is None:
+            raise  # no: a bug, shown as one
+        code = 1
+    problem = stdout_problem(flush=True)
+    if problem:
+        print(f"error: cannot write to standard output: {problem}", file=sys.stderr)
+        # What is still buffered goes nowhere, so that Python's own flush at exit cannot fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
 
 
-def default_camera(args: list[str]) -> list[str]:
-    """`--camera` with no value means camera 0 (Typer options cannot have an optional value)."""
-    args = list(args)
-    for position, arg in enumerate(args):
-        if arg == "--camera" and (position + 1 == len(args) or args[position + 1].startswith("-")):
-            args.insert(position + 1, "0")
-            break
-    return args
+def catch_termination() -> None:
+    """Make SIGTERM and SIGHUP unwind like Ctrl-C, raising `runtime.errors.Terminated`.
+
+    Every clean-up written for Ctrl-C then also runs for `kill`, a service manager stopping
+    the command, or a closed terminal. A signal that was ignored when the command started
+    (`nohup`) stays ignored. A second signal during the clean-up is ignored too: the first
+    one is already being handled.
+    """
+    from runtime.errors import Terminated  # noqa: PLC0415
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, terminate)
+
+
+def stdout_problem(flush: bool = False) -> str | None:
+    """Why standard output cannot be written (closed, /dev/full, ...), or None.
+
+    Args:
+        flush: flush what is buffered (after the command); otherwise probe with an empty
+            write, which fails on a closed descriptor or a full device without writing.
+    """
+    stream = sys.stdout
+    if stream is None:
+        return "it is closed"
+    try:
+        if flush:
+            stream.flush()
+        else:
+            os.write(stream.fileno(), b"")
+    except io.UnsupportedOperation:  # not a file (a test's capture): nothing to probe
+        return None
+    except (OSError, ValueError) as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return None

@@ -37,6 +37,27 @@ def check_output(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
     return path
 
 
+def check_output_folder(folder: str | Path) -> Path:
+    """Check, before any work is done, that `folder` exists as a writable folder or can be made.
+
+    Nothing is created: a run that fails later leaves no empty folder behind.
+
+    Raises:
+        EdgesegError: a file in the way, or a folder (or the nearest existing parent) that is
+            not writable.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EdgesegError(f"output folder {folder} cannot be created: {existing} is a file in the way")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == folder else f"cannot be created: {existing} is not writable"
+        raise EdgesegError(f"output folder {folder} {what}")
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the destination's folder; rename it to `path` on success.

@@ -22,7 +22,7 @@ import numpy as np
 
 from runtime.display import Window
 from runtime.drawing import MODES, classes_present, compose, draw_legend, draw_status
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, Terminated
 from runtime.segmenter import Segmenter, Timing
 from runtime.sinks import Sink
 from runtime.sources import Frame, Source
@@ -163,6 +163,7 @@ class Pipeline:
         self._results = BoundedQueue(4)
         self._timings = TimingLog()
         self._arrivals: collections.deque = collections.deque(maxlen=30)
+        self.interruption: KeyboardInterrupt | None = None  # the Ctrl-C or `Terminated` that stopped it
 
     # === Worker threads ===
 
@@ -226,15 +227,22 @@ class Pipeline:
         return picture
 
     def run(self) -> dict[str, Any]:
-        """Process the source until its end, `max_frames`, q/ESC, Ctrl-C or an error.
+        """Process the source until its end, `max_frames`, q/ESC, Ctrl-C, SIGTERM or an error.
 
-        Sinks are finalised and the source released in every case.
+        Sinks are finalised and the source released in every case. Stopping early (q, Ctrl-C,
+        `Terminated`, an error) is the same for every sink: what was processed so far is kept.
+        A file source (video, image folder) stopped before its end gives a partial result,
+        which sinks keep without replacing an earlier output (see `VideoFileSink.close`); for
+        a live source (camera, stream) stopping is how a run ends, so its result is complete.
+        An interruption is caught, kept in `interruption`, and reported in the summary.
 
         Returns:
             The summary: {"frames", "dropped", "skipped", "seconds", "fps", "pre_ms",
             "invoke_ms", "post_ms" (each {"p50", "p95"}), "stop" ("end", "max-frames",
-            "quit", "interrupted" or "error"), "error" (message or None), "backend",
-            "threads", "source", "outputs"}.
+            "quit", "interrupted", "terminated" or "error"), "partial" (a file source stopped
+            before its end), "error" (message or None), "backend", "threads", "source",
+            "outputs" (where each sink's result went), "notes" (what sinks want the user to
+            know, e.g. where a partial video went)}.
 
         Raises:
             Exception: anything that is not an `EdgesegError` (a bug) after cleaning up.
@@ -244,7 +252,7 @@ class Pipeline:
             threading.Thread(target=self._infer, name="edgeseg-inference", daemon=True),
         ]
         start = time.perf_counter()
-        frames, stop = 0, "end"
+        frames, stop = 0, "error"  # until the loop says otherwise: a bug leaves a partial result
         for thread in threads:
             thread.start()
         try:
@@ -274,14 +282,16 @@ class Pipeline:
                     self.on_frame(frames)
             else:
                 stop = "max-frames"
-        except KeyboardInterrupt:
-            stop = "interrupted"
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP from the CLI's handler
+            stop = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+            self.interruption = interrupt
         except EdgesegError as error:  # a sink that cannot write
             self._errors.append(error)
             stop = "error"
         finally:
             seconds = time.perf_counter() - start  # not counting the shutdown below
-            self._shutdown(threads)
+            complete = self.source.live or (stop in ("end", "max-frames") and not self._errors)
+            self._shutdown(threads, complete)
         error = self._errors[0] if self._errors else None
         if error is not None and not isinstance(error, EdgesegError):
             raise error
@@ -293,14 +303,16 @@ class Pipeline:
             "fps": round(frames / seconds, 2) if seconds > 0 else 0.0,
             **self._timings.summary(),
             "stop": "error" if error is not None else stop,
+            "partial": not complete,
             "error": str(error) if error is not None else None,
             "backend": self.segmenter.backend,
             "threads": self.segmenter.num_threads,
             "source": self.source.description,
             "outputs": [sink.description for sink in self.sinks],
+            "notes": [sink.note for sink in self.sinks if getattr(sink, "note", None)],
         }
 
-    def _shutdown(self, threads: list[threading.Thread]) -> None:
+    def _shutdown(self, threads: list[threading.Thread], complete: bool) -> None:
         self._stop.set()
         self.source.cancel()
         for thread in threads:
@@ -311,7 +323,7 @@ class Pipeline:
             self.source.close()
         try:
             for sink in self.sinks:
-                sink.close()
+                sink.close(complete)
         finally:
             if self.window is not None:
                 self.window.close()

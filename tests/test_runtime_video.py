@@ -67,7 +67,7 @@ class FakeSource:
     def cancel(self):
         self._cancelled.set()
 
-    def close(self):
+    def close(self, complete=True):
         self.closed = True
 
 
@@ -84,7 +84,7 @@ class RecordingSink:
         self.names.append(name)
         self.written += 1
 
-    def close(self):
+    def close(self, complete=True):
         self.closed = True
 
 

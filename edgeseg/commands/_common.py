@@ -11,13 +11,16 @@ from typing import Any, Callable
 import typer
 
 from runtime.console import held_stderr
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, Terminated
 
 
 def user_errors(command: Callable) -> Callable:
     """Turn user mistakes into one line on stderr and an exit code, never a traceback.
 
-    `EdgesegError` exits 1, Ctrl-C exits 130. Any other exception is a bug and propagates.
+    `EdgesegError` exits 1, Ctrl-C 130, SIGTERM 143 and SIGHUP 129 (`Terminated`, raised by
+    the handler `edgeseg.cli.catch_termination` installs: 128 + the signal's number). An
+    interruption's message, if any, follows "interrupted:" on the same line. Any other
+    exception is a bug and propagates.
     """
 
     @functools.wraps(command)
@@ -27,9 +30,11 @@ def user_errors(command: Callable) -> Callable:
         except EdgesegError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(code=1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(code=130) from None
+        except KeyboardInterrupt as interrupt:
+            terminated = isinstance(interrupt, Terminated)
+            what = f"terminated by {interrupt.signal_name}" if terminated else "interrupted"
+            typer.echo(f"{what}: {interrupt}" if str(interrupt) else what, err=True)
+            raise typer.Exit(code=128 + interrupt.signum if terminated else 130) from None
 
     return wrapper
 

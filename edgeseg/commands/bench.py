@@ -16,17 +16,22 @@ from runtime.errors import EdgesegError
 
 
 def parse_threads(text: str) -> list[int]:
-    """'1,2,4' -> [1, 2, 4].
+    """'1,2,4' -> [1, 2, 4]; a count beyond the cores is warned about on stderr.
 
     Raises:
-        EdgesegError: anything but comma-separated integers >= 1.
+        EdgesegError: anything but comma-separated integers from 1 to `runtime.limits.MAX_THREADS`.
     """
+    from runtime.limits import MAX_THREADS, check_threads  # noqa: PLC0415
+
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         counts = []
     if not counts or min(counts) < 1:
-        raise EdgesegError(f"--threads {text!r}: expected comma-separated thread counts >= 1, e.g. 1,2,4")
+        raise EdgesegError(f"--threads {text!r}: expected comma-separated thread counts 1-{MAX_THREADS}, e.g. 1,2,4")
+    warnings = [check_threads(count, "--threads") for count in counts]
+    for warning in dict.fromkeys(w for w in warnings if w):
+        typer.echo(f"warning: {warning}", err=True)
     return counts
 
 
@@ -100,7 +105,10 @@ def _print_table(results: list[dict[str, Any]]) -> None:
     """One small table per model and backend (rows: thread counts), so it fits 80 columns."""
     from rich import box  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
+    from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
+
+    from runtime.text import printable  # noqa: PLC0415
 
     console = Console()
     frame = results[0]["frame"]
@@ -110,7 +118,9 @@ def _print_table(results: list[dict[str, Any]]) -> None:
         groups.setdefault((result["model"], result["backend"]), []).append(result)
     for (model, backend), rows in groups.items():
         first = rows[0]
-        table = Table(title=f"{Path(model).name} — {backend}\n{first['input']} -> {first['output']}",
+        # A file name is the user's, but may hold Rich markup ("[red]") or terminal escapes.
+        title = f"{printable(Path(model).name)} — {backend}\n{first['input']} -> {first['output']}"
+        table = Table(title=escape(title),
                       box=box.SIMPLE_HEAD, title_justify="left")  # fmt: skip
         for column in ("threads", "pre", "invoke", "post", "end to end", "FPS"):
             table.add_column(column, justify="right")

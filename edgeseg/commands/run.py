@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgeseg.commands._common import print_json, user_errors
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, Terminated
 
 
 class Mode(str, Enum):
@@ -51,8 +51,17 @@ def run(
         "--backend", help="Force an interpreter package (default: the first installed).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Segment a camera, video or image folder; show, save and summarise the result."""
+    """Segment a camera, video or image folder; show, save and summarise the result.
+
+    Stopping: q/ESC in the window, Ctrl-C and SIGTERM all stop the same way: the frames
+    processed so far are kept (a playable video, or the frames' PNGs). From a video file or
+    an image folder that result is partial, so it never replaces an earlier file: that one
+    stays and the partial video goes beside it (out.partial.mp4), said in one line. From a
+    camera or a stream, stopping is how a run ends and the video goes where asked. Exit
+    codes: 0 (end, --max-frames, q), 1 (an error), 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP).
+    """
     from runtime.backend import check_model_file  # noqa: PLC0415 - keeps `edgeseg --help` light
+    from runtime.limits import check_threads  # noqa: PLC0415
     from runtime.console import held_stderr  # noqa: PLC0415
     from runtime.display import open_window  # noqa: PLC0415
     from runtime.segmenter import Segmenter  # noqa: PLC0415
@@ -62,6 +71,9 @@ def run(
 
     check_one_source(camera, video, images)
     check_model_file(model)
+    warning = check_threads(threads, "--threads")
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     # Source and output first: their errors then come before the interpreter's start-up log.
     source = open_source(camera=camera, video=video, images=images)
     sinks, window = [], None
@@ -93,10 +105,18 @@ def run(
         print_json(summary)
     else:
         typer.echo(format_summary(summary))
+    note = "; ".join(summary["notes"])  # where a partial video went
     if summary["error"]:
-        raise EdgesegError(summary["error"])
+        raise EdgesegError(summary["error"] + (f" — {note}" if note else ""))
+    interruption = pipeline.interruption
+    if isinstance(interruption, Terminated):
+        raise Terminated(interruption.signum, note)
+    if interruption is not None:
+        raise KeyboardInterrupt(note)
     if summary["frames"] == 0:
         raise EdgesegError(f"no frame could be read from {summary['source']}")
+    if note:  # q before the end of a file
+        typer.echo(f"stopped: {note}", err=True)
 
 
 class _Progress:
