@@ -129,3 +129,13 @@ def stdout_problem(flush: bool = False) -> str | None:
     except (OSError, ValueError) as error:
         return getattr(error, "strerror", None) or str(error) or type(error).__name__
     return None
+
+
+def default_camera(args: list[str]) -> list[str]:
+    """`--camera` with no value means camera 0 (Typer options cannot have an optional value)."""
+    args = list(args)
+    for position, arg in enumerate(args):
+        if arg == "--camera" and (position + 1 == len(args) or args[position + 1].startswith("-")):
+            args.insert(position + 1, "0")
+            break
+    return args

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import EdgesegError
+from runtime.flatbuffer import structure_problem
 from runtime.limits import check_threads
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -143,9 +144,11 @@ def load_interpreter(
 ) -> tuple[Any, str]:
     """Create an interpreter for a .tflite file, tensors not yet allocated.
 
-    The model is first loaded, allocated and run once in a child process
-    (`runtime.probe.check_model_in_child`, remembered per file content), so that a file
-    that would crash the interpreter is refused before this process touches it.
+    Values the interpreters would use unchecked are refused first
+    (`runtime.flatbuffer.structure_problem`); then the model is loaded, allocated and run
+    once in a child process (`runtime.probe.check_model_in_child`, remembered per file
+    content), so that a file that would crash the interpreter is refused before this
+    process touches it.
     Allocation (`interpreter.allocate_tensors()`) is left to the caller, so a model can be
     inspected and refused before XNNPACK is applied to it; wrap it, and every later call
     into the interpreter, in `interpreter_errors`.
@@ -174,24 +177,28 @@ def load_interpreter(
         num_threads = os.cpu_count() or 1
     if delegate is not None and delegate not in DELEGATES:
         raise EdgesegError(f"unknown delegate {delegate!r} — choose one of: {', '.join(DELEGATES)}")
+    problem = structure_problem(path)
+    if problem:
+        raise EdgesegError(f"{path}: damaged TFLite model: {problem} — re-convert or re-download it")
     found = find_backend(backend)
     check_model_in_child(path, found.name, delegate, num_threads)
-    return create_interpreter(path, num_threads, found, delegate), found.name
+    with interpreter_errors(path, "reading it"):
+        return create_interpreter(path, num_threads, found, delegate), found.name
 
 
 def create_interpreter(path: Path, num_threads: int, backend: Backend, delegate: str | None = None) -> Any:
-    """The interpreter itself, unchecked: `load_interpreter` without the child process.
+    """The interpreter itself, unchecked: `load_interpreter` without its checks.
 
     Raises:
-        EdgesegError: the interpreter refuses the file, or the Edge TPU runtime is missing.
+        EdgesegError: the Edge TPU runtime is missing.
+        RuntimeError, ValueError: the interpreter refuses the file (see `INTERPRETER_ERRORS`).
     """
     options: dict[str, Any] = {"model_path": str(path), "num_threads": num_threads}
     if delegate == "edgetpu":
         options["experimental_delegates"] = [_load_edgetpu(backend)]
     elif delegate == "none":
         options["experimental_op_resolver_type"] = _op_resolver(backend, _WITHOUT_DEFAULT_DELEGATES)
-    with interpreter_errors(path, "reading it"):
-        return backend.interpreter_class(**options)
+    return backend.interpreter_class(**options)
 
 
 # What the interpreter packages raise on a model they cannot read, allocate or run: their C++

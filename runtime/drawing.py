@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from runtime.text import printable
+
 MODES = ("blend", "side-by-side", "mask")
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _FONT_SCALE = 0.45
@@ -92,7 +94,8 @@ def draw_legend(image: np.ndarray, class_ids: Sequence[int], names: Sequence[str
     rows = list(class_ids)[:_MAX_LEGEND_ROWS]
     if not rows:
         return
-    labels = [_ascii(names[i]) if i < len(names) else f"class {i}" for i in rows]
+    # Names come from the model file: control characters are shown escaped, long ones cut.
+    labels = [_ascii(printable(names[i], limit=40)) if i < len(names) else f"class {i}" for i in rows]
     width = 24 + max(cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)[0][0] for text in labels)
     height = 6 + _LINE * len(rows)
     width, height = min(width, image.shape[1]), min(height, image.shape[0])

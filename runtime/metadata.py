@@ -111,8 +111,7 @@ def _read_member(tail: bytes, name: str) -> bytes | None:
             if MEMBER not in (member.filename for member in members):
                 return None
             if len(members) != 1:
-                raise MetadataError(f"{name}: the metadata archive holds {len(members)} files; only {MEMBER} "
-                                    "is expected — re-convert the model")  # fmt: skip
+                raise _invalid(name, f"the archive holds {len(members)} files; only {MEMBER} is expected")
             member = members[0]
             _check_member(member, name)
             with archive.open(member) as file:

@@ -6,8 +6,10 @@ buffer can make `allocate_tensors` read or write out of bounds and end the proce
 SIGSEGV, which no Python `try` can catch. So before a process loads a model, a fresh Python
 (`sys.executable`) loads it with the same backend and delegate, reads its tensor and op
 details, allocates its tensors and runs it once on zeros: every step the runtime takes. A
-signal or a hang there becomes an `EdgesegError`; an ordinary error is left for the caller's
-own load to meet and report in context.
+signal or a hang there becomes an `EdgesegError`, and so does an interpreter error while
+loading or allocating (the caller would meet the same, or allocate memory the child, limited
+to the machine's physical memory, could not have); an error while running is left for the
+caller to meet and report in context.
 
 The verdict is remembered per file content (SHA-256), backend, backend version and
 delegate, in `$XDG_CACHE_HOME/edgeseg/model-checks` (else `~/.cache/edgeseg/model-checks`):
@@ -40,7 +42,10 @@ STEPS = {
     "allocate": "allocating its tensors",
     "invoke": "running it once",
 }
-_READY = "ready"
+_READY, _DONE, _FAILED = "ready", "done", "failed "
+# Steps whose failure in the child is final: this process would fail there too, or allocate
+# what the child could not. A run that fails ("lacks data") is left to the caller to report.
+_FATAL = ("load", "allocate")
 
 
 def cache_folder() -> Path:
@@ -93,8 +98,10 @@ def check_model_in_child(path: str | Path, backend: str, delegate: str | None = 
         num_threads: interpreter threads for the child's one run.
 
     Raises:
-        EdgesegError: the child was killed by a signal (the interpreter crashed) or did not
-            finish within `CHECK_TIMEOUT_S` seconds.
+        EdgesegError: the child was killed by a signal (the interpreter crashed), did not
+            finish within `CHECK_TIMEOUT_S` seconds, or the interpreter refused to load or
+            allocate the model there (then this process need not try: a model that needs
+            more memory than the machine has is refused without this process allocating it).
     """
     delegate = delegate or "xnnpack"
     key = _cache_key(Path(path), backend, delegate)
@@ -102,19 +109,25 @@ def check_model_in_child(path: str | Path, backend: str, delegate: str | None = 
     if verdict is None:
         verdict = _run_child(Path(path).resolve(), backend, delegate, num_threads)
         if verdict is None:
-            return  # no child could be started here: the model is loaded unchecked
-        _remember(key, verdict)
+            return  # no child could be started here, or it failed for reasons of its own: unchecked
+        if verdict["verdict"] != "failed":  # a failure may depend on the moment (memory): not kept
+            _remember(key, verdict)
+    step = STEPS.get(verdict.get("step"), "loading the model")
     if verdict["verdict"] == "crashed":
-        step = STEPS.get(verdict.get("step"), "loading the model")
         raise EdgesegError(
             f"{path}: the {backend} interpreter crashes on this file ({verdict.get('signal')} {step}, seen in a "
             "trial load in a separate process) — the file is damaged or not a model it can run; "
             "re-convert or re-download it"
         )
+    if verdict["verdict"] == "failed":
+        raise EdgesegError(
+            f"{path}: the interpreter failed {step}: {verdict.get('reason')} — the file is damaged or not a "
+            "model this interpreter can run; re-convert or re-download it"
+        )
 
 
 def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dict | None:
-    """Run the child; None when it could not be started or set itself up."""
+    """Run the child and read its verdict; None when it could not start or set itself up."""
     if not sys.executable:
         return None
     root = Path(__file__).resolve().parents[1]  # the folder holding the runtime package
@@ -129,54 +142,69 @@ def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dic
         try:
             code = child.wait(timeout=CHECK_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
             raise EdgesegError(
                 f"{path}: a trial load in a separate process did not finish loading and running the model "
                 f"once within {CHECK_TIMEOUT_S:.0f} s — the file may be damaged"
             ) from None
         finally:
-            if child.poll() is None:  # Ctrl-C or SIGTERM while waiting: do not leave the child behind
+            if child.poll() is None:  # a hang, Ctrl-C or SIGTERM: do not leave the child behind
                 child.kill()
                 child.wait()
         output.seek(0)
-        said = output.read().decode(errors="replace").split()
-    if _READY not in said:
+        lines = output.read().decode(errors="replace").splitlines()
+    if _READY not in lines:
         return None  # the child could not even import the backend: a problem of this setup, not of the model
+    last = lines[-1]
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-        return {"verdict": "crashed", "signal": name, "step": said[-1]}
-    return {"verdict": "safe"}
+        return {"verdict": "crashed", "signal": name, "step": last}
+    if last.startswith(_FAILED):
+        step, reason = last[len(_FAILED) :].split(" ", 1)
+        return {"verdict": "failed", "step": step, "reason": reason} if step in _FATAL else {"verdict": "safe"}
+    return {"verdict": "safe"} if last == _DONE else None
 
 
 def _child() -> None:
-    """The child's side: `python -c ... PATH BACKEND DELEGATE THREADS`; prints each step first.
+    """The child's side: `python -c ... PATH BACKEND DELEGATE THREADS`.
 
-    A Python exception ends the child quietly with exit code 1: the caller meets it again in
-    its own load and reports it there, in context. Only signals and hangs matter here.
+    Prints "ready" once the backend is imported, each step's name before taking it, then
+    "done", or "failed STEP REASON" when the interpreter raises. Any other exception (an Edge
+    TPU that is not plugged in) ends it without a verdict.
     """
     import numpy as np  # noqa: PLC0415
 
-    from runtime.backend import create_interpreter, find_backend  # noqa: PLC0415
+    from runtime.backend import INTERPRETER_ERRORS, create_interpreter, find_backend  # noqa: PLC0415
+    from runtime.text import printable  # noqa: PLC0415
 
     path, backend, delegate, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     _limit_memory()
     found = find_backend(backend)
     print(_READY, flush=True)
-    print("load", flush=True)
-    interpreter = create_interpreter(Path(path), threads, found, None if delegate == "xnnpack" else delegate)
-    print("details", flush=True)
-    _details(interpreter)
-    print("allocate", flush=True)
-    interpreter.allocate_tensors()
-    print("details", flush=True)
-    _details(interpreter)
-    print("invoke", flush=True)
-    for tensor in interpreter.get_input_details():
-        interpreter.set_tensor(tensor["index"], np.zeros(tensor["shape"], tensor["dtype"]))
-    interpreter.invoke()
-    for tensor in interpreter.get_output_details():
-        interpreter.get_tensor(tensor["index"])
+    step = "load"
+    try:
+        print(step, flush=True)
+        interpreter = create_interpreter(Path(path), threads, found, None if delegate == "xnnpack" else delegate)
+        step = "details"
+        print(step, flush=True)
+        _details(interpreter)
+        step = "allocate"
+        print(step, flush=True)
+        interpreter.allocate_tensors()
+        step = "details"
+        print(step, flush=True)
+        _details(interpreter)
+        step = "invoke"
+        print(step, flush=True)
+        for tensor in interpreter.get_input_details():
+            interpreter.set_tensor(tensor["index"], np.zeros(tensor["shape"], tensor["dtype"]))
+        interpreter.invoke()
+        for tensor in interpreter.get_output_details():
+            interpreter.get_tensor(tensor["index"])
+    except INTERPRETER_ERRORS as error:
+        reason = printable(" ".join(str(error).split()) or type(error).__name__, limit=300)
+        print(f"{_FAILED}{step} {reason}", flush=True)
+        return
+    print(_DONE, flush=True)
 
 
 def _details(interpreter) -> None:
@@ -185,7 +213,7 @@ def _details(interpreter) -> None:
     for read in ("get_input_details", "get_output_details", "get_tensor_details", "_get_ops_details"):
         try:
             getattr(interpreter, read, list)()
-        except Exception:  # noqa: BLE001 - see above: only signals matter in the child
+        except Exception:  # noqa: BLE001 - see above: only signals matter here
             pass
 
 

@@ -18,6 +18,7 @@ from runtime import processing
 from runtime.backend import check_model_file, interpreter_errors, load_interpreter
 from runtime.drawing import blend
 from runtime.errors import EdgesegError
+from runtime.flatbuffer import FlatbufferError, input_shapes
 from runtime.limits import MAX_CLASSES, MAX_INPUT_SIDE
 from runtime.metadata import read_metadata
 from runtime.palette import default_classes, default_colors, generated_color
@@ -169,6 +170,17 @@ def _with_metadata(path: Path, tensor_in: TensorInfo, tensor_out: TensorInfo, ou
     )
 
 
+def _check_input_size(path: Path) -> None:
+    # From the file, before any interpreter (even the trial one) allocates for a hostile size.
+    try:
+        shapes = input_shapes(path)
+    except FlatbufferError:
+        return  # `load_interpreter` says what is wrong with the file
+    for shape in shapes:
+        if len(shape) == 4 and max(shape[1:3]) > MAX_INPUT_SIDE:
+            raise _refuse(path, f"has input shape {tuple(shape)} (at most {MAX_INPUT_SIDE} pixels a side)")
+
+
 def _output_kind(path: Path, tensor: TensorInfo) -> str:
     shape, dtype = tensor.shape, tensor.dtype
     spatial_ok = len(shape) in (3, 4) and shape[0] == 1 and min(shape[1:3]) >= 2
@@ -225,6 +237,7 @@ class Segmenter:
         self.num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
         check_model_file(self.path)
         self.metadata = read_metadata(self.path)  # before the interpreter: damaged metadata needs none
+        _check_input_size(self.path)
         interpreter, self.backend = load_interpreter(self.path, num_threads, backend, delegate)
         self.delegate = delegate or "xnnpack"
         with interpreter_errors(self.path, "reading its tensors"):

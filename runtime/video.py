@@ -268,16 +268,16 @@ class Pipeline:
                 start_post = time.perf_counter()
                 labels = self.segmenter.postprocess(output, frame.image.shape[:2])
                 timing = Timing(pre_ms, invoke_ms, (time.perf_counter() - start_post) * 1e3)
-                frames += 1
                 self._timings.add(timing)
                 self._arrivals.append(time.perf_counter())
                 if self.sinks or self.window is not None:
                     picture = self._draw(frame, labels, timing)
                     for sink in self.sinks:
                         sink.write(frame.name, picture, labels)
-                    if self.window is not None and self.window.show(picture):
-                        stop = "quit"
-                        break
+                frames += 1  # once written: a Ctrl-C in the middle of a frame does not count it
+                if self.window is not None and self.window.show(picture):
+                    stop = "quit"
+                    break
                 if self.on_frame is not None:
                     self.on_frame(frames)
             else:
