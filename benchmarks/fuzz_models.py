@@ -1,7 +1,7 @@
 """Fuzz the runtime with damaged and hostile copies of a converted model.
 
     python benchmarks/fuzz_models.py MODEL.tflite [--mutants 5000] [--seed 0] [--workers 2]
-        [--timeout 60] [--memory-mb 2048] [--json results.json] [--keep DIR]
+        [--timeout 60] [--memory-mb 1024] [--json results.json] [--keep DIR]
 
 Each mutant is a copy of MODEL with one change, chosen in turn among:
 
@@ -20,8 +20,10 @@ on a frame, in worker processes run under `resource.setrlimit` (address space) a
 per-mutant timeout; a worker that dies or hangs is replaced. The counts: per entry point,
 successes, clean errors (an `EdgesegError`; for `info`, exit code 1 and one "error:" line),
 tracebacks (any other exception), signals and hangs; the crashes the runtime's check in a
-child process (`runtime.probe`) turned into errors; and the peak resident memory of the
-workers and of their children. The model-check cache is a private temporary folder.
+child process (`runtime.probe`) turned into errors; and peak resident memory: a worker's own
+(VmHWM), and its trial-load children's (ru_maxrss, which on Linux also counts the worker's
+own peak when it started them: an upper bound). The model-check cache is a private
+temporary folder.
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from runtime.flatbuffer import Table, root  # noqa: E402
 from runtime.metadata import MEMBER, strip_metadata  # noqa: E402
 
 OUTCOMES = ("ok", "error", "traceback", "signal", "hang")
+CRASH_CAUGHT = "interpreter crashes on this file"  # what `runtime.probe` says of a crash it saw
+MEMORY_NOTE_MB = 150  # mutants after which a worker's peak memory passed this are listed
 
 # === The flatbuffer, as far as mutations need it ===
 
@@ -62,76 +67,88 @@ BUFFER = {"data": 0}
 
 
 class Flatbuffer:
-    """Positions of the fields of a TFLite flatbuffer that mutations aim at."""
+    """Positions of the fields of a TFLite flatbuffer that mutations aim at.
+
+    Read with the runtime's own bounds-checked reader (`runtime.flatbuffer`).
+
+    Attributes:
+        targets: kind ("buffer_data", "tensor_shape", "scale", "opcode", "vtable", ...) ->
+            [(position, size in bytes)].
+        tensors: per tensor of the first subgraph, in order: {"shape": [dims], "type",
+            "buffer" (index), "buffer_at", "type_at", "zero_points_at": [positions]} (a
+            position is None where the field is absent).
+        subgraphs_entry: position of the model's vtable entry for its subgraphs.
+    """
 
     def __init__(self, data: bytes):
         self.data = data
         self.targets: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
-        model = self._u32(0)
+        self.tensors: list[dict] = []
+        model = root(data)
+        self.subgraphs_entry = model.vtable + 4 + 2 * MODEL["subgraphs"]
         self._walk_model(model)
 
-    def _u32(self, at: int) -> int:
-        return struct.unpack_from("<I", self.data, at)[0]
+    def _table(self, table: Table) -> Table:
+        self.targets["vtable"].append((table.vtable, table.vtable_size))
+        return table
 
-    def _field(self, table: int, field: int) -> int | None:
-        """Position of a table's field, None when absent (it then has its default)."""
-        vtable = table - struct.unpack_from("<i", self.data, table)[0]
-        self.targets["vtable"].append((vtable, 2 * (field + 3)))
-        size = struct.unpack_from("<H", self.data, vtable)[0]
-        if 4 + 2 * field >= size:
-            return None
-        offset = struct.unpack_from("<H", self.data, vtable + 4 + 2 * field)[0]
-        return table + offset if offset else None
+    def _offset(self, table: Table, field: int) -> None:
+        at = table.field(field)
+        if at is not None:
+            self.targets["offset"].append((at, 4))
 
-    def _target(self, table: int, field: int) -> int | None:
-        """Follow an offset field (table, vector or string) to what it points at."""
-        at = self._field(table, field)
-        if at is None:
-            return None
-        self.targets["offset"].append((at, 4))
-        return at + self._u32(at)
+    def _tables(self, table: Table, field: int) -> list[Table]:
+        self._offset(table, field)
+        return [self._table(child) for child in table.tables(field)]
 
-    def _vector(self, table: int, field: int, element: int) -> list[int]:
-        """Positions of a vector's elements (`element` bytes each)."""
-        start = self._target(table, field)
-        if start is None:
-            return []
-        return [start + 4 + element * index for index in range(self._u32(start))]
-
-    def _tables(self, table: int, field: int) -> list[int]:
-        return [at + self._u32(at) for at in self._vector(table, field, 4)]
-
-    def _scalar(self, kind: str, table: int, field: int, size: int) -> None:
-        at = self._field(table, field)
+    def _scalar(self, kind: str, table: Table, field: int, size: int) -> None:
+        at = table.field(field)
         if at is not None:
             self.targets[kind].append((at, size))
 
-    def _walk_model(self, model: int) -> None:
+    def _walk_model(self, model: Table) -> None:
+        self._table(model)
         for code in self._tables(model, MODEL["operator_codes"]):
             self._scalar("opcode", code, OPERATOR_CODE["deprecated_builtin_code"], 1)
             self._scalar("opcode", code, OPERATOR_CODE["builtin_code"], 4)
         for buffer in self._tables(model, MODEL["buffers"]):
-            data = self._vector(buffer, BUFFER["data"], 1)
+            self._offset(buffer, BUFFER["data"])
+            data = buffer.vector(BUFFER["data"], 1)
             if data:
                 self.targets["buffer_data"].append((data[0], len(data)))
-        for subgraph in self._tables(model, MODEL["subgraphs"]):
+        for number, subgraph in enumerate(self._tables(model, MODEL["subgraphs"])):
             for tensor in self._tables(subgraph, SUBGRAPH["tensors"]):
-                self.targets["tensor_shape"] += [(at, 4) for at in self._vector(tensor, TENSOR["shape"], 4)]
-                self._scalar("tensor_type", tensor, TENSOR["type"], 1)
-                self._scalar("tensor_buffer", tensor, TENSOR["buffer"], 4)
-                quantization = self._target(tensor, TENSOR["quantization"])
-                if quantization is not None:
-                    self.targets["scale"] += [(at, 4) for at in self._vector(quantization, QUANTIZATION["scale"], 4)]
-                    self.targets["zero_point"] += [
-                        (at, 8) for at in self._vector(quantization, QUANTIZATION["zero_point"], 8)
-                    ]
-                    self._scalar("quantized_dimension", quantization, QUANTIZATION["quantized_dimension"], 4)
+                self._walk_tensor(tensor, number == 0)
             for key in ("inputs", "outputs"):
-                self.targets["graph_io"] += [(at, 4) for at in self._vector(subgraph, SUBGRAPH[key], 4)]
+                self.targets["graph_io"] += [(at, 4) for at in subgraph.vector(SUBGRAPH[key], 4)]
             for operator in self._tables(subgraph, SUBGRAPH["operators"]):
                 self._scalar("opcode_index", operator, OPERATOR["opcode_index"], 4)
                 for key in ("inputs", "outputs"):
-                    self.targets["operator_io"] += [(at, 4) for at in self._vector(operator, OPERATOR[key], 4)]
+                    self.targets["operator_io"] += [(at, 4) for at in operator.vector(OPERATOR[key], 4)]
+
+    def _walk_tensor(self, tensor: Table, listed: bool) -> None:
+        for field in (TENSOR["shape"], TENSOR["quantization"]):
+            self._offset(tensor, field)
+        self.targets["tensor_shape"] += [(at, 4) for at in tensor.vector(TENSOR["shape"], 4)]
+        self._scalar("tensor_type", tensor, TENSOR["type"], 1)
+        self._scalar("tensor_buffer", tensor, TENSOR["buffer"], 4)
+        zero_points: list[int] = []
+        at = tensor.target(TENSOR["quantization"])
+        if at is not None:
+            quantization = self._table(Table(self.data, at))
+            self.targets["scale"] += [(at, 4) for at in quantization.vector(QUANTIZATION["scale"], 4)]
+            zero_points = quantization.vector(QUANTIZATION["zero_point"], 8)
+            self.targets["zero_point"] += [(at, 8) for at in zero_points]
+            self._scalar("quantized_dimension", quantization, QUANTIZATION["quantized_dimension"], 4)
+        if listed:
+            self.tensors.append({
+                "shape": tensor.ints(TENSOR["shape"]),
+                "type": tensor.scalar(TENSOR["type"], "<b"),
+                "buffer": tensor.scalar(TENSOR["buffer"], "<I"),
+                "type_at": tensor.field(TENSOR["type"]),
+                "buffer_at": tensor.field(TENSOR["buffer"]),
+                "zero_points_at": zero_points,
+            })  # fmt: skip
 
 
 # === Mutations ===
@@ -189,7 +206,8 @@ def mutate_flatbuffer(rng: random.Random, model: bytes, flatbuffer: Flatbuffer) 
     return f"{kind} at {at} = {_put(data, at, size, rng, kind)}", bytes(data)
 
 
-def _archive(raw: bytes, method: int = zipfile.ZIP_DEFLATED, name: str = MEMBER, extra: int = 0) -> bytes:
+def metadata_archive(raw: bytes, method: int = zipfile.ZIP_DEFLATED, name: str = MEMBER, extra: int = 0) -> bytes:
+    """A zip archive holding `raw` as its member `name` (plus `extra` small files)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(zipfile.ZipInfo(name), raw, compress_type=method)
@@ -198,27 +216,33 @@ def _archive(raw: bytes, method: int = zipfile.ZIP_DEFLATED, name: str = MEMBER,
     return buffer.getvalue()
 
 
-_BOMB: bytes | None = None
+def bomb_archive(size: int = 1 << 30, declared: int | None = None) -> bytes:
+    """A zip archive whose edgeseg.json inflates to `size` bytes of spaces (1 GiB: ~1 MB).
 
-
-def _bomb() -> bytes:
-    """An archive whose edgeseg.json inflates to 1 GiB of spaces (about 1 MB deflated)."""
-    global _BOMB
-    if _BOMB is None:
-        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-        chunk = b" " * (1 << 20)
-        deflated = b"".join(compressor.compress(chunk) for _ in range(1024)) + compressor.flush()
-        size, crc = 1 << 30, 0
-        for _ in range(1024):
-            crc = zlib.crc32(chunk, crc)
-        name = MEMBER.encode()
-        local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(deflated), size, len(name), 0)
-        central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(deflated), size,
-                              len(name), 0, 0, 0, 0, 0, 0)  # fmt: skip
-        directory = central + name
-        end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), len(local) + len(name) + len(deflated), 0)
-        _BOMB = local + name + deflated + directory + end
-    return _BOMB
+    Args:
+        size: bytes the member inflates to, a multiple of 1 MiB.
+        declared: the uncompressed size its headers state (default: the true one); a smaller
+            one makes a lying archive.
+    """
+    chunk = b" " * (1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    # A full flush ends a byte-aligned segment that refers to nothing before it, so one
+    # compressed mebibyte, repeated, is a valid stream of many.
+    segment = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count = size >> 20
+    deflated = segment * count + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(chunk, crc)
+    stated = size if declared is None else declared
+    name = MEMBER.encode()
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(deflated), stated, len(name), 0)
+    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(deflated), stated,
+                          len(name), 0, 0, 0, 0, 0, 0)  # fmt: skip
+    directory = central + name
+    start = len(local) + len(name) + len(deflated)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), start, 0)
+    return local + name + deflated + directory + end
 
 
 def hostile_json(rng: random.Random, metadata: dict) -> tuple[str, bytes]:
@@ -250,6 +274,15 @@ def hostile_json(rng: random.Random, metadata: dict) -> tuple[str, bytes]:
     return f"{key} = {json.dumps(value)[:40]}", json.dumps({**metadata, key: value}).encode()
 
 
+_BOMBS: dict = {}
+
+
+def _bomb(declared: int | None) -> bytes:
+    if declared not in _BOMBS:
+        _BOMBS[declared] = bomb_archive(declared=declared)
+    return _BOMBS[declared]
+
+
 def mutate_metadata(rng: random.Random, model: bytes, flatbuffer: Flatbuffer) -> tuple[str, bytes]:
     body = strip_metadata(model)
     archive = model[len(body):]
@@ -257,28 +290,29 @@ def mutate_metadata(rng: random.Random, model: bytes, flatbuffer: Flatbuffer) ->
     choice = rng.randrange(10)
     if choice <= 3:
         what, raw = hostile_json(rng, metadata)
-        return what, body + _archive(raw)
+        return what, body + metadata_archive(raw)
     if choice == 4:
         method = rng.choice((zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA, 99))
-        data = bytearray(_archive(json.dumps(metadata).encode(), zipfile.ZIP_STORED))
+        data = bytearray(metadata_archive(json.dumps(metadata).encode(), zipfile.ZIP_STORED))
         for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # method in both headers
             at = data.find(signature)
             struct.pack_into("<H", data, at + offset, method)
         return f"method {method}", body + bytes(data)
     if choice == 5:
-        data = bytearray(_archive(json.dumps(metadata).encode()))
+        data = bytearray(metadata_archive(json.dumps(metadata).encode()))
         for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # flag bit 0: encrypted
             at = data.find(signature)
             data[at + offset] |= 1
         return "encrypted", body + bytes(data)
     if choice == 6:
-        return "bomb 1 GiB", body + _bomb()
+        declared = rng.choice((None, 1000))
+        return f"bomb 1 GiB, {declared or 'true'} size declared", body + _bomb(declared)
     if choice == 7:
-        return "extra members", body + _archive(json.dumps(metadata).encode(), extra=rng.choice((1, 5000)))
+        return "extra members", body + metadata_archive(json.dumps(metadata).encode(), extra=rng.choice((1, 5000)))
     if choice == 8 and archive:
         cut = rng.randrange(1, len(archive))
         return f"archive truncated at {cut}", body + archive[:cut]
-    data = bytearray(archive or _archive(json.dumps(metadata).encode()))
+    data = bytearray(archive or metadata_archive(json.dumps(metadata).encode()))
     for _ in range(rng.randint(1, 4)):
         data[rng.randrange(len(data))] = rng.randrange(256)
     return "archive bytes", body + bytes(data)
@@ -295,16 +329,23 @@ def _metadata_of(archive: bytes) -> dict:
 MUTATORS = (mutate_bytes, mutate_truncate, mutate_flatbuffer, mutate_flatbuffer, mutate_flatbuffer, mutate_metadata)
 
 
-def make_mutants(model: bytes, count: int, seed: int) -> list[tuple[str, str, bytes]]:
-    """(family, description, contents) for `count` mutants, deterministic for a seed."""
-    rng = random.Random(seed)
-    flatbuffer = Flatbuffer(strip_metadata(model))
-    mutants = []
-    for index in range(count):
-        mutator = MUTATORS[index % len(MUTATORS)]
-        what, data = mutator(rng, model, flatbuffer)
-        mutants.append((mutator.__name__.removeprefix("mutate_"), what, data))
-    return mutants
+def make_mutant(model: bytes, flatbuffer: Flatbuffer, seed: int, index: int) -> tuple[str, str, bytes]:
+    """Mutant number `index`: (family, description, contents), the same for a seed and index."""
+    rng = random.Random(f"{seed}-{index}")
+    mutator = MUTATORS[index % len(MUTATORS)]
+    what, data = mutator(rng, model, flatbuffer)
+    return mutator.__name__.removeprefix("mutate_"), what, data
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident memory (VmHWM: its own, not its parent's as ru_maxrss can be)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    import resource  # noqa: PLC0415 - not Linux: the nearest figure
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # === The worker: one process, many mutants, each through info and Segmenter.segment ===
@@ -348,10 +389,9 @@ def worker(memory_mb: int) -> None:
         except Exception as error:  # noqa: BLE001 - what the harness is looking for
             result["segment"] = "traceback"
             result["segment_detail"] = repr(error)[:300]
-        result["crash_caught"] = "interpreter crashed" in result.get("segment_detail", "") or \
-            "interpreter crashed" in stderr  # fmt: skip
+        result["crash_caught"] = CRASH_CAUGHT in result.get("segment_detail", "") or CRASH_CAUGHT in stderr
         result["info_stderr"] = stderr[:300]
-        result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result["maxrss_kb"] = peak_rss_kb()
         result["children_maxrss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         print(json.dumps(result), flush=True)
 
@@ -397,10 +437,12 @@ def run(model: Path, count: int, seed: int, workers: int, timeout: float, memory
     """Fuzz `model` with `count` mutants; returns the counts (see the module docstring)."""
     import concurrent.futures  # noqa: PLC0415
 
-    mutants = make_mutants(model.read_bytes(), count, seed)
+    original = model.read_bytes()
+    flatbuffer = Flatbuffer(strip_metadata(original))
     counts = {target: collections.Counter() for target in ("info", "segment")}
     families: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     problems: list[dict] = []
+    memory: list[dict] = []
     peak = {"worker_kb": 0, "children_kb": 0}
     caught = 0
     start = time.perf_counter()
@@ -410,8 +452,8 @@ def run(model: Path, count: int, seed: int, workers: int, timeout: float, memory
         def lane(lane_index: int) -> None:
             nonlocal caught
             current = None
-            for index in range(lane_index, len(mutants), workers):
-                family, what, data = mutants[index]
+            for index in range(lane_index, count, workers):
+                family, what, data = make_mutant(original, flatbuffer, seed, index)
                 path = scratch_path / f"mutant_{index}.tflite"
                 path.write_bytes(data)
                 if current is None or current.served >= Worker.RECYCLE:
@@ -436,6 +478,10 @@ def run(model: Path, count: int, seed: int, workers: int, timeout: float, memory
                     counts[target][result[target]] += 1
                 families[family][result["segment"]] += 1
                 caught += bool(result.get("crash_caught"))
+                if result.get("maxrss_kb", 0) > MEMORY_NOTE_MB << 10 and len(memory) < 50:
+                    memory.append({"index": index, "family": family, "mutation": what,
+                                   "worker_mb": round(result["maxrss_kb"] / 1024, 1)})  # fmt: skip
+                    current.served = Worker.RECYCLE  # a fresh worker, so the next figures are its own
                 peak["worker_kb"] = max(peak["worker_kb"], result.get("maxrss_kb", 0))
                 peak["children_kb"] = max(peak["children_kb"], result.get("children_maxrss_kb", 0))
                 if result["info"] in ("traceback", "signal", "hang") or result["segment"] in ("traceback", "signal", "hang"):
@@ -446,7 +492,7 @@ def run(model: Path, count: int, seed: int, workers: int, timeout: float, memory
                 path.unlink()
                 done = sum(counts["segment"].values())
                 if progress and done % 100 == 0:
-                    print(f"{done}/{len(mutants)} mutants, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+                    print(f"{done}/{count} mutants, {time.perf_counter() - start:.0f} s", file=sys.stderr)
             if current is not None:
                 current.stop()
 
@@ -464,6 +510,7 @@ def run(model: Path, count: int, seed: int, workers: int, timeout: float, memory
         "crashes_caught_by_check": caught,
         "peak_rss_mb": {"worker": round(peak["worker_kb"] / 1024, 1), "children": round(peak["children_kb"] / 1024, 1)},
         "problems": problems,
+        "memory_over_note": memory,
     }
 
 
@@ -474,7 +521,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
-    parser.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of a worker")
+    parser.add_argument("--memory-mb", type=int, default=1024, help="address-space limit of a worker and its children")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="save the mutants that gave a traceback, signal or hang here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

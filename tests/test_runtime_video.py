@@ -312,3 +312,42 @@ def test_tk_window_shows_frames_and_quits_on_q():
         assert window.show(image) is True
     finally:
         window.close()
+
+
+class QuitAfter:
+    """A window whose user presses q on the `count`-th picture."""
+
+    def __init__(self, count: int):
+        self.count, self.shown = count, 0
+
+    def show(self, image):
+        self.shown += 1
+        return self.shown == self.count
+
+    def close(self):
+        pass
+
+
+def test_quitting_a_file_source_keeps_the_frames_beside_an_earlier_video(tmp_path):
+    # q stops like Ctrl-C and SIGTERM (those are sent to a real process in test_interruptions.py).
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"an earlier video")
+    for number, partial in enumerate([tmp_path / "out.partial.mp4", tmp_path / "out.partial-2.mp4"], start=3):
+        sink = VideoFileSink(path, fps=10.0)
+        summary = Pipeline(FakeSegmenter(), FakeSource(50, live=False), [sink], QuitAfter(number)).run()
+        assert summary["stop"] == "quit" and summary["partial"] and summary["frames"] == number
+        assert summary["outputs"] == [str(partial)] and _count_frames(partial) == number
+        assert summary["notes"] == [f"the {number} frames processed so far are in {partial} ({path} was left as it was)"]
+    assert path.read_bytes() == b"an earlier video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.partial-2.mp4", "out.partial.mp4"]
+
+
+def test_stopping_a_live_source_is_how_it_ends(tmp_path):
+    # A camera has no end: its recording, stopped by Ctrl-C, is complete and goes where asked.
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"an earlier video")
+    video = VideoFileSink(path, fps=10.0)
+    source = FakeSource(50, live=True, interval=0.01)
+    summary = Pipeline(FakeSegmenter(), source, [video, RecordingSink(interrupt_at=4)]).run()
+    assert summary["stop"] == "interrupted" and not summary["partial"] and summary["notes"] == []
+    assert _count_frames(path) == video.written == 4
