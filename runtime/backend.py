@@ -216,18 +216,27 @@ def interpreter_errors(path: str | Path, doing: str) -> Iterator[None]:
         doing: what the block does, e.g. "allocating its tensors" or "running it".
 
     Raises:
-        EdgesegError: "PATH: the interpreter failed DOING: REASON — ...".
+        EdgesegError: see `interpreter_failure`.
     """
     try:
         yield
     except INTERPRETER_ERRORS as error:
-        from runtime.text import printable  # noqa: PLC0415
+        raise interpreter_failure(path, doing, error_text(error)) from None
 
-        reason = printable(" ".join(str(error).split()) or type(error).__name__, limit=300)
-        raise EdgesegError(
-            f"{path}: the interpreter failed {doing}: {reason} — the file is damaged or not a model "
-            "this interpreter can run; re-convert or re-download it"
-        ) from None
+
+def error_text(error: BaseException) -> str:
+    """An interpreter's error on one printable line (its messages run over several)."""
+    from runtime.text import printable  # noqa: PLC0415
+
+    return printable(" ".join(str(error).split()) or type(error).__name__, limit=300)
+
+
+def interpreter_failure(path: str | Path, doing: str, reason: str) -> EdgesegError:
+    """"PATH: the interpreter failed DOING: REASON — ..." as an `EdgesegError`."""
+    return EdgesegError(
+        f"{path}: the interpreter failed {doing}: {reason} — the file is damaged or not a model "
+        "this interpreter can run; re-convert or re-download it"
+    )
 
 
 def _op_resolver(backend: Backend, value: int) -> Any:

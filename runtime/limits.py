@@ -12,6 +12,8 @@ Each limit is where a value stops being able to work, not a matter of taste:
 - `MAX_THREADS` = 256: threads beyond the cores only slow a model down (warned, see
   `check_threads`); beyond 256, more than any board or CPU edgeseg targets has, a count is
   a typo, refused.
+- `MAX_BENCH_RUNS` = 100,000 timed (or warm-up) frames of `edgeseg bench`: every timing is
+  kept for the percentiles, and more would not change them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from runtime.errors import EdgesegError
 MAX_CLASSES = 255
 MAX_INPUT_SIDE = 8192
 MAX_THREADS = 256
+MAX_BENCH_RUNS = 100_000
 
 
 def check_threads(count: int | None, option: str = "num_threads") -> str | None:

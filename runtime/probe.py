@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from runtime.backend import interpreter_failure
 from runtime.errors import EdgesegError
 
 CHECK_TIMEOUT_S = 120.0  # a 513x513 float model loads and runs once in ~1 s on a Raspberry Pi 4
@@ -120,10 +121,7 @@ def check_model_in_child(path: str | Path, backend: str, delegate: str | None = 
             "re-convert or re-download it"
         )
     if verdict["verdict"] == "failed":
-        raise EdgesegError(
-            f"{path}: the interpreter failed {step}: {verdict.get('reason')} — the file is damaged or not a "
-            "model this interpreter can run; re-convert or re-download it"
-        )
+        raise interpreter_failure(path, step, verdict["reason"])
 
 
 def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dict | None:
@@ -173,8 +171,7 @@ def _child() -> None:
     """
     import numpy as np  # noqa: PLC0415
 
-    from runtime.backend import INTERPRETER_ERRORS, create_interpreter, find_backend  # noqa: PLC0415
-    from runtime.text import printable  # noqa: PLC0415
+    from runtime.backend import INTERPRETER_ERRORS, create_interpreter, error_text, find_backend  # noqa: PLC0415
 
     path, backend, delegate, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     _limit_memory()
@@ -201,8 +198,7 @@ def _child() -> None:
         for tensor in interpreter.get_output_details():
             interpreter.get_tensor(tensor["index"])
     except INTERPRETER_ERRORS as error:
-        reason = printable(" ".join(str(error).split()) or type(error).__name__, limit=300)
-        print(f"{_FAILED}{step} {reason}", flush=True)
+        print(f"{_FAILED}{step} {error_text(error)}", flush=True)
         return
     print(_DONE, flush=True)
 

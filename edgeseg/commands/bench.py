@@ -13,6 +13,7 @@ import typer
 
 from edgeseg.commands._common import print_json, user_errors
 from runtime.errors import EdgesegError
+from runtime.limits import MAX_BENCH_RUNS
 
 
 def parse_threads(text: str) -> list[int]:
@@ -57,8 +58,9 @@ def bench(
     models: Annotated[list[Path], typer.Argument(help="One or more .tflite models.", show_default=False)],
     threads: Annotated[Optional[str], typer.Option(
         "--threads", metavar="N[,N...]", help="Thread counts to try, e.g. 1,2,4 (default: every core).")] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed frames per model and thread count.")] = 50,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed frames first.")] = 5,
+    runs: Annotated[int, typer.Option("--runs", min=1, max=MAX_BENCH_RUNS,
+                                      help="Timed frames per model and thread count.")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, max=MAX_BENCH_RUNS, help="Untimed frames first.")] = 5,
     backend: Annotated[Optional[str], typer.Option(
         "--backend", metavar="NAME[,NAME...]",
         help="Interpreter packages to compare: ai_edge_litert, tflite_runtime, tensorflow "
