@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import EdgesegError
-from runtime.flatbuffer import structure_problem
-from runtime.limits import check_threads
+from runtime.flatbuffer import input_shapes, structure_problem
+from runtime.limits import MAX_INPUT_SIDE, check_threads
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 # Names the default backend for a process and its children, e.g. tflite_runtime where it is
@@ -145,10 +145,11 @@ def load_interpreter(
     """Create an interpreter for a .tflite file, tensors not yet allocated.
 
     Values the interpreters would use unchecked are refused first
-    (`runtime.flatbuffer.structure_problem`); then the model is loaded, allocated and run
-    once in a child process (`runtime.probe.check_model_in_child`, remembered per file
-    content), so that a file that would crash the interpreter is refused before this
-    process touches it.
+    (`runtime.flatbuffer.structure_problem`), and so is an image input (N, H, W, 3) beyond
+    `MAX_INPUT_SIDE`, before anything is allocated for it. Then the model is loaded,
+    allocated and run once in a child process (`runtime.probe.check_model_in_child`,
+    remembered per file content), so that a file that would crash the interpreter is
+    refused before this process touches it.
     Allocation (`interpreter.allocate_tensors()`) is left to the caller, so a model can be
     inspected and refused before XNNPACK is applied to it; wrap it, and every later call
     into the interpreter, in `interpreter_errors`.
@@ -180,10 +181,19 @@ def load_interpreter(
     problem = structure_problem(path)
     if problem:
         raise EdgesegError(f"{path}: damaged TFLite model: {problem} — re-convert or re-download it")
+    _check_input_size(path)
     found = find_backend(backend)
     check_model_in_child(path, found.name, delegate, num_threads)
     with interpreter_errors(path, "reading it"):
         return create_interpreter(path, num_threads, found, delegate), found.name
+
+
+def _check_input_size(path: Path) -> None:
+    # From the file, before any interpreter (even the trial one) allocates for a hostile size.
+    for shape in input_shapes(path):
+        if len(shape) == 4 and shape[3] == 3 and max(shape[1:3]) > MAX_INPUT_SIDE:
+            raise EdgesegError(f"{path}: image input shape {tuple(shape)} is beyond the limit of {MAX_INPUT_SIDE} "
+                               "pixels a side (see runtime/limits.py) — not a model this runtime can run")  # fmt: skip
 
 
 def create_interpreter(path: Path, num_threads: int, backend: Backend, delegate: str | None = None) -> Any:

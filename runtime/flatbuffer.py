@@ -106,10 +106,10 @@ def input_shapes(path: str | Path) -> list[list[int]]:
     """The shapes of the main subgraph's inputs, as the file states them.
 
     Lets a caller refuse a model by its input size before any interpreter allocates for it.
-    Input indices out of range are skipped (`structure_problem` names them).
+    Call after `structure_problem` found nothing wrong.
 
     Raises:
-        FlatbufferError: a read outside the file (`structure_problem` names it too).
+        FlatbufferError: a read outside the file.
     """
     with open(path, "rb") as file:
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:

@@ -18,8 +18,7 @@ from runtime import processing
 from runtime.backend import check_model_file, interpreter_errors, load_interpreter
 from runtime.drawing import blend
 from runtime.errors import EdgesegError
-from runtime.flatbuffer import FlatbufferError, input_shapes
-from runtime.limits import MAX_CLASSES, MAX_INPUT_SIDE
+from runtime.limits import MAX_CLASSES
 from runtime.metadata import read_metadata
 from runtime.palette import default_classes, default_colors, generated_color
 from runtime.processing import Normalization
@@ -122,8 +121,6 @@ def resolve_spec(path: Path, input_details: list[dict], output_details: list[dic
     shape_in = tensor_in.shape
     if len(shape_in) != 4 or shape_in[0] != 1 or shape_in[3] != 3 or min(shape_in[1:3]) < 2:
         raise _refuse(path, f"has input shape {shape_in}")
-    if max(shape_in[1:3]) > MAX_INPUT_SIDE:
-        raise _refuse(path, f"has input shape {shape_in} (at most {MAX_INPUT_SIDE} pixels a side)")
     if tensor_in.dtype not in INPUT_DTYPES:
         raise _refuse(path, f"has a {tensor_in.dtype} input (float32, uint8 or int8 expected)")
     output_kind = _output_kind(path, tensor_out)
@@ -168,17 +165,6 @@ def _with_metadata(path: Path, tensor_in: TensorInfo, tensor_out: TensorInfo, ou
         ignore_index=metadata.get("ignore_index"),
         from_metadata=bool(metadata),
     )
-
-
-def _check_input_size(path: Path) -> None:
-    # From the file, before any interpreter (even the trial one) allocates for a hostile size.
-    try:
-        shapes = input_shapes(path)
-    except FlatbufferError:
-        return  # `load_interpreter` says what is wrong with the file
-    for shape in shapes:
-        if len(shape) == 4 and max(shape[1:3]) > MAX_INPUT_SIDE:
-            raise _refuse(path, f"has input shape {tuple(shape)} (at most {MAX_INPUT_SIDE} pixels a side)")
 
 
 def _output_kind(path: Path, tensor: TensorInfo) -> str:
@@ -237,7 +223,6 @@ class Segmenter:
         self.num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
         check_model_file(self.path)
         self.metadata = read_metadata(self.path)  # before the interpreter: damaged metadata needs none
-        _check_input_size(self.path)
         interpreter, self.backend = load_interpreter(self.path, num_threads, backend, delegate)
         self.delegate = delegate or "xnnpack"
         with interpreter_errors(self.path, "reading its tensors"):

@@ -12,10 +12,12 @@ unboundedly. Drawing and the window stay in the main thread (GUI toolkits requir
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -115,6 +117,28 @@ class TimingLog:
             "invoke_ms": percentiles(self.invoke),
             "post_ms": percentiles(self.post),
         }
+
+
+@contextlib.contextmanager
+def _noting_stop_signals(received: list[int]) -> Iterator[None]:
+    """While the block runs, Ctrl-C, SIGTERM and SIGHUP are only noted in `received`.
+
+    The run loop then finishes the frame in hand (drawn, written, counted) and stops, so what
+    is kept and what the summary says agree to the frame. Only signals that would otherwise
+    raise (Python's Ctrl-C handler; the CLI's for SIGTERM and SIGHUP) are taken over, and only
+    from the main thread, the one Python delivers signals to; their handlers come back after.
+    """
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None and callable(signal.getsignal(number)):
+                previous[number] = signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class Pipeline:
@@ -253,45 +277,53 @@ class Pipeline:
         ]
         start = time.perf_counter()
         frames, stop = 0, "error"  # until the loop says otherwise: a bug leaves a partial result
+        received: list[int] = []  # stop signals noted while the frame in hand is finished
         for thread in threads:
             thread.start()
-        try:
-            while self.max_frames is None or frames < self.max_frames:
-                try:
-                    item = self._results.get(timeout=_POLL_S)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    stop = "error" if self._errors else "end"
-                    break
-                frame, output, pre_ms, invoke_ms = item
-                start_post = time.perf_counter()
-                labels = self.segmenter.postprocess(output, frame.image.shape[:2])
-                timing = Timing(pre_ms, invoke_ms, (time.perf_counter() - start_post) * 1e3)
-                self._timings.add(timing)
-                self._arrivals.append(time.perf_counter())
-                if self.sinks or self.window is not None:
-                    picture = self._draw(frame, labels, timing)
-                    for sink in self.sinks:
-                        sink.write(frame.name, picture, labels)
-                frames += 1  # once written: a Ctrl-C in the middle of a frame does not count it
-                if self.window is not None and self.window.show(picture):
-                    stop = "quit"
-                    break
-                if self.on_frame is not None:
-                    self.on_frame(frames)
-            else:
-                stop = "max-frames"
-        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP from the CLI's handler
-            stop = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
-            self.interruption = interrupt
-        except EdgesegError as error:  # a sink that cannot write
-            self._errors.append(error)
-            stop = "error"
-        finally:
-            seconds = time.perf_counter() - start  # not counting the shutdown below
-            complete = self.source.live or (stop in ("end", "max-frames") and not self._errors)
-            self._shutdown(threads, complete)
+        with _noting_stop_signals(received):
+            try:
+                while self.max_frames is None or frames < self.max_frames:
+                    if received:
+                        break
+                    try:
+                        item = self._results.get(timeout=_POLL_S)
+                    except queue.Empty:
+                        continue
+                    if item is _END:
+                        stop = "error" if self._errors else "end"
+                        break
+                    frame, output, pre_ms, invoke_ms = item
+                    start_post = time.perf_counter()
+                    labels = self.segmenter.postprocess(output, frame.image.shape[:2])
+                    timing = Timing(pre_ms, invoke_ms, (time.perf_counter() - start_post) * 1e3)
+                    self._timings.add(timing)
+                    self._arrivals.append(time.perf_counter())
+                    if self.sinks or self.window is not None:
+                        picture = self._draw(frame, labels, timing)
+                        for sink in self.sinks:
+                            sink.write(frame.name, picture, labels)
+                    frames += 1
+                    if self.window is not None and self.window.show(picture):
+                        stop = "quit"
+                        break
+                    if self.on_frame is not None:
+                        self.on_frame(frames)
+                else:
+                    stop = "max-frames"
+                if received:
+                    signum = received[0]
+                    self.interruption = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+            except KeyboardInterrupt as interrupt:  # raised where signals could not be noted (not the main thread)
+                self.interruption = interrupt
+            except EdgesegError as error:  # a sink that cannot write
+                self._errors.append(error)
+                stop = "error"
+            finally:
+                if self.interruption is not None:
+                    stop = "terminated" if isinstance(self.interruption, Terminated) else "interrupted"
+                seconds = time.perf_counter() - start  # not counting the shutdown below
+                complete = self.source.live or (stop in ("end", "max-frames") and not self._errors)
+                self._shutdown(threads, complete)
         error = self._errors[0] if self._errors else None
         if error is not None and not isinstance(error, EdgesegError):
             raise error

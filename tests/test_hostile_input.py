@@ -227,8 +227,10 @@ def test_an_input_too_large_is_refused_before_any_interpreter(tiny_models, tmp_p
 
     model = mutant(tiny_models, tmp_path, huge_input)
     monkeypatch.setattr("runtime.probe.subprocess.Popen", None)
-    with pytest.raises(EdgesegError, match=r"input shape \(1, 65535, 129, 3\) \(at most 8192 pixels a side\)"):
+    message = r"image input shape \(1, 65535, 129, 3\) is beyond the limit of 8192 pixels a side"
+    with pytest.raises(EdgesegError, match=message):
         Segmenter(model)
+    assert_one_line_error(cli("info", model), "is beyond the limit of 8192 pixels a side")
 
 
 def test_info_on_a_folder_says_so(tmp_path):

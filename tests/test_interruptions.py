@@ -104,7 +104,7 @@ def test_sigterm_without_an_earlier_file_writes_the_frames_where_asked(tiny_mode
 
 def test_sigterm_stops_bench_like_ctrl_c(tiny_models, tmp_path):
     cache = tmp_path / "cache"
-    process = _start("bench", tiny_models["int8"], "--runs", "1000000", "--threads", "1", cache=cache)
+    process = _start("bench", tiny_models["int8"], "--runs", "100000", "--threads", "1", cache=cache)
     # The trial load's verdict is written just before the model is loaded and timed.
     _wait_for(lambda: any(cache.rglob("*.json")), process)
     time.sleep(0.5)
