@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import EdgesegError
-from runtime.flatbuffer import input_shapes, structure_problem
+from runtime.flatbuffer import FlatbufferError, input_shapes, structure_problem
 from runtime.limits import MAX_INPUT_SIDE, check_threads
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -178,19 +178,23 @@ def load_interpreter(
         num_threads = os.cpu_count() or 1
     if delegate is not None and delegate not in DELEGATES:
         raise EdgesegError(f"unknown delegate {delegate!r} — choose one of: {', '.join(DELEGATES)}")
-    problem = structure_problem(path)
-    if problem:
-        raise EdgesegError(f"{path}: damaged TFLite model: {problem} — re-convert or re-download it")
-    _check_input_size(path)
+    _check_structure(path)
     found = find_backend(backend)
     check_model_in_child(path, found.name, delegate, num_threads)
     with interpreter_errors(path, "reading it"):
         return create_interpreter(path, num_threads, found, delegate), found.name
 
 
-def _check_input_size(path: Path) -> None:
-    # From the file, before any interpreter (even the trial one) allocates for a hostile size.
-    for shape in input_shapes(path):
+def _check_structure(path: Path) -> None:
+    # From the file, before any interpreter (even the trial one) reads it or allocates for it.
+    try:
+        problem = structure_problem(path)
+        shapes = input_shapes(path) if problem is None else []
+    except FlatbufferError as error:
+        problem = str(error)
+    if problem:
+        raise EdgesegError(f"{path}: damaged TFLite model: {problem} — re-convert or re-download it")
+    for shape in shapes:
         if len(shape) == 4 and shape[3] == 3 and max(shape[1:3]) > MAX_INPUT_SIDE:
             raise EdgesegError(f"{path}: image input shape {tuple(shape)} is beyond the limit of {MAX_INPUT_SIDE} "
                                "pixels a side (see runtime/limits.py) — not a model this runtime can run")  # fmt: skip
