@@ -5,7 +5,9 @@ The TFLite interpreters trust the flatbuffer they are given: one changed byte in
 buffer can make `allocate_tensors` read or write out of bounds and end the process with
 SIGSEGV, which no Python `try` can catch. So before a process loads a model, a fresh Python
 (`sys.executable`) loads it with the same backend and delegate, reads its tensor and op
-details, allocates its tensors and runs it once on zeros: every step the runtime takes. A
+details, allocates its tensors and runs it once on zeros: every step the runtime takes.
+For backends that do not verify the flatbuffer (tflite-runtime, tf.lite), LiteRT verifies
+it there first. A
 signal or a hang there becomes an `EdgesegError`, and so does an interpreter error while
 loading or allocating (the caller would meet the same, or allocate memory the child, limited
 to the machine's physical memory, could not have); an error while running is left for the
@@ -38,6 +40,7 @@ CACHE_FOLDER = "model-checks"
 _DISTRIBUTIONS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow"}
 # The steps of the child, in order; it prints each before taking it, so a signal names the step.
 STEPS = {
+    "verify": "verifying its flatbuffer",  # done by LiteRT for the backends that do not
     "load": "loading the model",
     "details": "reading its tensor and op details",
     "allocate": "allocating its tensors",
@@ -46,7 +49,7 @@ STEPS = {
 _READY, _DONE, _FAILED = "ready", "done", "failed "
 # Steps whose failure in the child is final: this process would fail there too, or allocate
 # what the child could not. A run that fails ("lacks data") is left to the caller to report.
-_FATAL = ("load", "allocate")
+_FATAL = ("verify", "load", "allocate")
 
 
 def cache_folder() -> Path:
@@ -115,9 +118,10 @@ def check_model_in_child(path: str | Path, backend: str, delegate: str | None = 
             _remember(key, verdict)
     step = STEPS.get(verdict.get("step"), "loading the model")
     if verdict["verdict"] == "crashed":
+        interpreter = "ai_edge_litert" if verdict.get("step") == "verify" else backend
         raise EdgesegError(
-            f"{path}: the {backend} interpreter crashes on this file ({verdict.get('signal')} {step}, seen in a "
-            "trial load in a separate process) — the file is damaged or not a model it can run; "
+            f"{path}: the {interpreter} interpreter crashes on this file ({verdict.get('signal')} {step}, seen in "
+            "a trial load in a separate process) — the file is damaged or not a model it can run; "
             "re-convert or re-download it"
         )
     if verdict["verdict"] == "failed":
@@ -177,8 +181,12 @@ def _child() -> None:
     _limit_memory()
     found = find_backend(backend)
     print(_READY, flush=True)
-    step = "load"
+    step = "verify"
     try:
+        if backend != "ai_edge_litert":
+            print(step, flush=True)
+            _verify_with_litert(path)
+        step = "load"
         print(step, flush=True)
         interpreter = create_interpreter(Path(path), threads, found, None if delegate == "xnnpack" else delegate)
         step = "details"
@@ -201,6 +209,26 @@ def _child() -> None:
         print(f"{_FAILED}{step} {error_text(error)}", flush=True)
         return
     print(_DONE, flush=True)
+
+
+def _verify_with_litert(path: str) -> None:
+    """Raise ValueError if LiteRT finds the file is not a valid TFLite flatbuffer.
+
+    tflite-runtime 2.14 (and tf.lite) build a model without verifying its flatbuffer, so a
+    damaged offset makes them read garbage, crashing only some of the time (a trial load can
+    pass and the real load crash). LiteRT verifies first, and the base install always has it.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    except ImportError:
+        return
+    try:
+        Interpreter(model_path=path, num_threads=1)
+    except ValueError as error:
+        if "not a valid Flatbuffer" in str(error):
+            raise
+    except Exception:  # noqa: BLE001 - anything else LiteRT refuses is for the backend to judge
+        pass
 
 
 def _details(interpreter) -> None:

@@ -6,6 +6,7 @@ inferred from its tensors otherwise, so any DeepLab-style TFLite model runs.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -123,6 +124,10 @@ def resolve_spec(path: Path, input_details: list[dict], output_details: list[dic
         raise _refuse(path, f"has input shape {shape_in}")
     if tensor_in.dtype not in INPUT_DTYPES:
         raise _refuse(path, f"has a {tensor_in.dtype} input (float32, uint8 or int8 expected)")
+    scale = tensor_in.quantization[0]
+    if tensor_in.dtype != np.float32 and not (math.isfinite(scale) and scale > 0):
+        raise EdgesegError(f"{path.name}: its {tensor_in.dtype} input has quantization scale {scale} (a positive "
+                           "number expected) — the file is damaged; re-convert or re-download it")  # fmt: skip
     output_kind = _output_kind(path, tensor_out)
     return _with_metadata(path, tensor_in, tensor_out, output_kind, metadata or {})
 
