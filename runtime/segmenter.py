@@ -233,9 +233,13 @@ class Segmenter:
         with interpreter_errors(self.path, "reading its tensors"):
             details = interpreter.get_input_details(), interpreter.get_output_details()
         # Refuse before allocating: allocation applies XNNPACK, which is wasted on a bad model.
-        self.spec = resolve_spec(self.path, *details, self.metadata)
+        resolve_spec(self.path, *details, self.metadata)
         with interpreter_errors(self.path, "allocating its tensors"):
             interpreter.allocate_tensors()
+            details = interpreter.get_input_details(), interpreter.get_output_details()
+        # Again with the shapes the kernels gave the tensors: in a damaged file they can differ
+        # from the stated ones (an operator wired to another tensor).
+        self.spec = resolve_spec(self.path, *details, self.metadata)
         self._interpreter = interpreter
         self.classes: list[str] = list(self.spec.classes)
         self.colors: list[tuple[int, int, int]] = [tuple(c) for c in self.spec.colors]
