@@ -150,6 +150,7 @@ def load_interpreter(
     allocated and run once in a child process (`runtime.probe.check_model_in_child`,
     remembered per file content), so that a file that would crash the interpreter is
     refused before this process touches it.
+
     Allocation (`interpreter.allocate_tensors()`) is left to the caller, so a model can be
     inspected and refused before XNNPACK is applied to it; wrap it, and every later call
     into the interpreter, in `interpreter_errors`.
@@ -246,7 +247,7 @@ def error_text(error: BaseException) -> str:
 
 
 def interpreter_failure(path: str | Path, doing: str, reason: str) -> EdgesegError:
-    """"PATH: the interpreter failed DOING: REASON — ..." as an `EdgesegError`."""
+    """The error for a model the interpreter fails on: "PATH: the interpreter failed DOING: REASON — ..."."""
     return EdgesegError(
         f"{path}: the interpreter failed {doing}: {reason} — the file is damaged or not a model "
         "this interpreter can run; re-convert or re-download it"
