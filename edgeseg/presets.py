@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runtime.errors import EdgesegError
 
-from edgeseg.config import ModelConfig
+from edgeseg.config import ModelConfig, check_fields
 
 DEFAULT_PRESET = "deeplabv3plus_mnv2"
 
@@ -35,5 +35,6 @@ def get_config(preset: str = DEFAULT_PRESET, **overrides) -> ModelConfig:
     """
     if preset not in PRESETS:
         raise EdgesegError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    check_fields(overrides)
     options = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return ModelConfig(preset=preset, **options)
