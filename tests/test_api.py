@@ -183,9 +183,8 @@ def test_train_defaults_and_reconciliation(tmp_path, recorded_fit):
     assert len(recorded_fit) == 1 and not (tmp_path / "four").exists()
 
 
-def test_errors_name_the_keyword_in_python_and_the_flag_in_the_cli(tmp_path):
+def test_errors_name_the_keyword_in_python(tmp_path):
     import edgeseg
-    from edgeseg.cli import app
 
     images, masks = _synthetic_dataset(tmp_path / "data")
     with pytest.raises(edgeseg.ParameterError) as error:
@@ -193,6 +192,14 @@ def test_errors_name_the_keyword_in_python_and_the_flag_in_the_cli(tmp_path):
     assert str(error.value) == "lr 0.0 must be positive"
     with pytest.raises(edgeseg.ParameterError, match=r"^give val_images and val_masks together, or neither$"):
         edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", val_images=images)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_same_errors_name_the_flag_in_the_cli(tmp_path):
+    pytest.importorskip("tensorflow")  # `edgeseg train` says first when TensorFlow is missing
+    from edgeseg.cli import app
+
+    images, masks = _synthetic_dataset(tmp_path / "data")
     base = ["train", "--images", str(images), "--masks", str(masks), "--classes", "3", "--out", str(tmp_path / "run")]
     assert_one_line_error(runner.invoke(app, [*base, "--lr", "0"]), "error: --lr 0.0 must be positive")
     assert_one_line_error(runner.invoke(app, [*base, "--val-images", str(images)]),

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.commands import _build_options as opts
-from edgeseg.commands._common import choices, print_json, user_errors
+from edgeseg.commands._common import choices, import_tensorflow, print_json, user_errors
 from edgeseg.presets import DEFAULT_PRESET
 from edgeseg.settings import BACKBONE_BN, OPTIMIZERS, SCHEDULES
 from runtime.errors import EdgesegError
@@ -67,8 +67,9 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary at the end.")] = False,
 ) -> None:
     """Train a model on images and masks; keep the best by validation mIoU."""
+    import_tensorflow()  # first: on a base install, what is missing matters before any option
     from edgeseg.classes import class_names  # noqa: PLC0415
-    from edgeseg.training import train as train_model  # noqa: PLC0415 - imports TensorFlow when it starts
+    from edgeseg.training import train as train_model  # noqa: PLC0415
 
     if classes is not None and num_classes is not None:
         raise EdgesegError("give --classes-file or --classes, not both")
