@@ -23,7 +23,7 @@ from edgeseg.classes import DEFAULT_IGNORE_INDEX, class_colors, class_names, rea
 from edgeseg.config import NORMALIZATION, ModelConfig
 from edgeseg.datasets import scan_dataset
 from edgeseg.model import build_model, config_of, load_model, resize_model
-from edgeseg.presets import PRESETS, get_config
+from edgeseg.presets import model_argument
 from runtime.atomic import atomic_path, check_output, write_bytes
 from runtime.errors import ParameterError
 from runtime.metadata import embed_metadata
@@ -168,17 +168,11 @@ def default_calibration_folder() -> Path:
 def _keras_model(model, input_size, classes, backbone_weights) -> tuple[keras.Model, Path | None]:
     """The Keras model to convert, at its deployment size, and the .keras file it came from."""
     count = None if classes is None else len(class_names(classes))
-    if isinstance(model, str) and model in PRESETS:
-        model = get_config(model, num_classes=count)
+    model = model_argument(model, count, backbone_weights)
     if isinstance(model, ModelConfig):
-        if count is not None and model.num_classes != count:
-            raise ParameterError(f"{{classes}} {count} but the model config has {model.num_classes} classes", "classes")
         config = model.replace(input_size=tuple(input_size)) if input_size else model
         return build_model(config, backbone_weights=backbone_weights), None
-    if backbone_weights is not None:
-        raise ParameterError("{backbone_weights} apply to a model built from a preset or a ModelConfig; this "
-                             "{model} already has its weights", "backbone_weights", "model")  # fmt: skip
-    source = Path(model) if isinstance(model, (str, Path)) else None
+    source = model if isinstance(model, Path) else None
     loaded = _at_input_size(load_model(source) if source else model, input_size)
     if count is not None and loaded.output.shape[-1] != count:
         raise ParameterError(f"{{classes}} {count} but {source or loaded.name} has {loaded.output.shape[-1]} "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgeseg.classes import check_ignore_index, class_names, write_classes_json
 from edgeseg.config import ModelConfig
-from edgeseg.presets import PRESETS, get_config
+from edgeseg.presets import PRESETS, model_argument
 from edgeseg.settings import Settings
 from runtime.errors import EdgesegError, ParameterError
 
@@ -218,23 +218,19 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
                              "use a multiple of it", "batch_size")  # fmt: skip
     reporter = reporter or _printing_reporter(settings.epochs)
     keras.utils.set_random_seed(settings.seed)
-    with _precision("mixed_float16" if mixed_precision else None), strategy.scope():
-        net, state, optimizer_state, run = _starting_point(model, run, settings.epochs, out, resume)
-        names = run["classes"]
-        check_ignore_index(settings.ignore_index, len(names))
-        ignore = settings.ignore_index
+    with _precision("mixed_float16" if mixed_precision else None):
+        with strategy.scope():  # models are made in the strategy's scope, trained by it outside
+            net, state, optimizer_state, run = _starting_point(model, run, settings.epochs, out, resume)
+        names, ignore = run["classes"], settings.ignore_index
+        check_ignore_index(ignore, len(names))
         train_info = scan_dataset(run["images"], run["masks"], len(names), ignore, "training")
         val_info = scan_dataset(run["val_images"], run["val_masks"], len(names), ignore, "validation") \
             if run["val_images"] else None  # fmt: skip
         weights = weights_for(run["class_weights"], train_info.counts, train_info.image_pixels)
         settings.class_weights = None if weights is None else [float(w) for w in weights]
-        if net is None:
-            net = _build(model, run)
-        crop = tuple(run["input_size"] or net.input.shape[1:3])
-        if tuple(net.input.shape[1:3]) != crop:
-            from edgeseg.model import resize_model  # noqa: PLC0415
-
-            net = resize_model(net, crop)
+        with strategy.scope():
+            net = _at_crop_size(net if net is not None else _build(model, run), run["input_size"])
+        crop = tuple(net.input.shape[1:3])
         eval_size = val_info.common_size if val_info and val_info.common_size else crop
         out.mkdir(exist_ok=True)
         write_classes_json(out, names, ignore, eval_size)
@@ -266,33 +262,15 @@ def _check_run_folder(out: Path, resume: bool) -> None:
 
 
 def _model_argument(model, names: list[str] | None, backbone_weights, resume: bool):
-    """`model` as a `ModelConfig`, the Path of a .keras file, a built Keras model, or None."""
+    """`model` as a `ModelConfig`, the Path of a .keras file, a built Keras model, or None (resuming)."""
     if model is None:
         if not resume:
             raise ParameterError("give a {model} to train (None only continues a run, with {resume})",
                                  "model", "resume")  # fmt: skip
         return None
-    if isinstance(model, str) and model in PRESETS:
-        if names is None:
-            raise ParameterError(f"give {{classes}} to build preset {model!r}", "classes")
-        return get_config(model, num_classes=len(names))
-    if isinstance(model, ModelConfig):
-        if names is not None and model.num_classes != len(names):
-            raise EdgesegError(f"model config {model.preset} has {model.num_classes} classes but {len(names)} "
-                               "are given")  # fmt: skip
-        return model
-    if backbone_weights is not None:
-        raise ParameterError("{backbone_weights} apply to a model built from a preset or a ModelConfig; this "
-                             "{model} already has its weights", "backbone_weights", "model")  # fmt: skip
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        if path.suffix != ".keras":
-            raise ParameterError(f"{{model}} {model!r} is neither a preset ({', '.join(PRESETS)}) nor a .keras "
-                                 "file", "model")  # fmt: skip
-        if not path.is_file():
-            raise EdgesegError(f"model file {path} does not exist")
-        return path
-    return model  # a built Keras model, checked once TensorFlow is there
+    if isinstance(model, str) and model in PRESETS and names is None:
+        raise ParameterError(f"give {{classes}} to build preset {model!r}", "classes")
+    return model_argument(model, None if names is None else len(names), backbone_weights)
 
 
 def _check_size(input_size) -> tuple[int, int] | None:
@@ -383,6 +361,15 @@ def _build(config: ModelConfig, run: dict):
 
     size = tuple(run["input_size"] or config.input_size)
     return build_model(config.replace(input_size=size), backbone_weights=run["backbone_weights"])
+
+
+def _at_crop_size(net, input_size: list[int] | None):
+    """`net` rebuilt for the training crops (same weights), unless it already takes them."""
+    from edgeseg.model import resize_model  # noqa: PLC0415
+
+    if input_size is None or tuple(net.input.shape[1:3]) == tuple(input_size):
+        return net
+    return resize_model(net, input_size)
 
 
 @contextlib.contextmanager
