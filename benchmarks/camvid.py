@@ -132,8 +132,9 @@ def weights_for(weighting: str, data: Path) -> str:
         return weighting
     if weighting not in ("sqrt-inverse", "sqrt-median"):
         raise SystemExit(f"unknown weighting {weighting!r}; use inverse, median, sqrt-inverse or sqrt-median")
-    from edgeseg.data import read_classes_file, scan_dataset  # noqa: PLC0415 - imports TensorFlow
-    from edgeseg.losses import class_weights  # noqa: PLC0415
+    from edgeseg.classes import read_classes_file  # noqa: PLC0415
+    from edgeseg.datasets import scan_dataset  # noqa: PLC0415
+    from edgeseg.losses import class_weights  # noqa: PLC0415 - imports TensorFlow
 
     info = scan_dataset(data / "train", data / "trainannot", len(read_classes_file(data / "classes.txt")), 11, "training")
     weights = class_weights(info.counts, info.image_pixels, weighting.removeprefix("sqrt-")) ** 0.5

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from converters.convert import Options, convert_model  # noqa: E402
+import edgeseg  # noqa: E402
 from converters.tflite import convert  # noqa: E402
 from converters import calibration  # noqa: E402
 from edgeseg.model import build_model  # noqa: E402
@@ -93,8 +93,8 @@ def main() -> None:
             name = f"deeplabv3plus_mnv2_{size[0]}"
             model = build_model(get_config(input_size=size), backbone_weights=weights)
             start = time.perf_counter()
-            report = convert_model(model, Options(out=scratch / f"{name}.tflite", calibration=folder,
-                                                  strict_int8=True, threads=args.threads))  # fmt: skip
+            report = edgeseg.convert(model, scratch / f"{name}.tflite", calibration=folder, strict_int8=True,
+                                     threads=args.threads)  # fmt: skip
             seconds = time.perf_counter() - start
             end_to_end = benchmark(scratch / f"{name}.tflite", args.threads, runs=args.runs)
             results["sizes"][name] = {

@@ -1,5 +1,5 @@
 """Keras model -> TFLite: quantization, calibration on real images, a report that proves it.
 
-Needs TensorFlow. `converters.convert.convert_model` is the entry point; `edgeseg convert` is
-its command line.
+Needs TensorFlow (but `converters.modes`, the choices). `converters.convert.convert` is the entry
+point (`edgeseg.convert` in the Python API); `edgeseg convert` is its command line.
 """

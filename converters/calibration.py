@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
+from runtime.images import IMAGE_SUFFIXES, image_files
 from runtime.processing import Normalization, prepare_input
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FEW_IMAGES = 50
 SEED = 0
 
@@ -26,27 +26,29 @@ class CalibrationSet:
         holdout: Paths kept out of calibration, for float-vs-converted agreement.
         frames: Loaded BGR frames by path (uint8, (H, W, 3)), readable images only.
         skipped: Paths that could not be read as images.
+        folder: The folder they come from.
     """
 
     calibration: list[Path]
     holdout: list[Path]
     frames: dict[Path, np.ndarray] = field(repr=False)
     skipped: list[Path]
+    folder: Path
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """Image files under `folder` (recursive; jpg, png, bmp), sorted.
+    """Image files under `folder` (recursive; `runtime.images.IMAGE_SUFFIXES`), sorted.
 
     Raises:
         EdgesegError: if the folder is missing or holds no image file.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise EdgesegError(f"calibration folder {folder} does not exist; give a folder of images "
-                           "with --calibration DIR")  # fmt: skip
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        raise ParameterError(f"calibration folder {folder} does not exist; give a folder of images as "
+                             "{calibration}", "calibration")  # fmt: skip
+    paths = image_files(folder, recursive=True)
     if not paths:
-        raise EdgesegError(f"calibration folder {folder} holds no .jpg, .png or .bmp image")
+        raise EdgesegError(f"calibration folder {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return paths
 
 
@@ -78,7 +80,7 @@ def load(folder: str | Path, count: int = 200, holdout: int = 16, progress=None)
         EdgesegError: a missing or empty folder, or no readable image at all.
     """
     if count < 1:
-        raise EdgesegError(f"--num-calibration {count} must be at least 1")
+        raise ParameterError(f"{{num_calibration}} {count} must be at least 1", "num_calibration")
     calibration, held = split(find_images(folder), count, holdout)
     frames: dict[Path, np.ndarray] = {}
     skipped: list[Path] = []
@@ -93,7 +95,7 @@ def load(folder: str | Path, count: int = 200, holdout: int = 16, progress=None)
     calibration = [p for p in calibration if p in frames]
     if not calibration:
         raise EdgesegError(f"none of the {len(skipped)} image files in {folder} could be read")
-    return CalibrationSet(calibration, [p for p in held if p in frames], frames, skipped)
+    return CalibrationSet(calibration, [p for p in held if p in frames], frames, skipped, Path(folder))
 
 
 def read_bgr(path: Path) -> np.ndarray | None:

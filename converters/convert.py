@@ -1,4 +1,4 @@
-"""`convert_model`: Keras model in, self-describing `.tflite` and a report out, written atomically."""
+"""`convert`: a Keras model in, a self-describing `.tflite` and a report out, written atomically."""
 
 from __future__ import annotations
 
@@ -7,31 +7,33 @@ import json
 import os
 import tempfile
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 
 from converters import calibration, report
 from converters.bias import corrected_biases
-from converters.tflite import check_options, convert, segmentation_output, static_batch_one, with_argmax
+from converters.tflite import check_options, convert as convert_graph, segmentation_output, static_batch_one, with_argmax
 from edgeseg import __version__
-from edgeseg.config import NORMALIZATION
-from edgeseg.model import DeepLab, config_of, load_model
+from edgeseg.classes import DEFAULT_IGNORE_INDEX, class_colors, class_names, read_classes_json
+from edgeseg.config import NORMALIZATION, ModelConfig
+from edgeseg.datasets import scan_dataset
+from edgeseg.model import build_model, config_of, load_model, resize_model
+from edgeseg.presets import model_argument
 from runtime.atomic import atomic_path, check_output, write_bytes
-from runtime.errors import EdgesegError
+from runtime.errors import ParameterError
 from runtime.metadata import embed_metadata
 from runtime.palette import default_classes, default_colors
 from runtime.processing import Normalization
 
-CLASSES_FILE = "classes.json"  # written by `edgeseg train` beside its models
 
-
-@dataclass
+@dataclass(frozen=True)
 class Options:
-    """What `edgeseg convert` was asked for (the CLI flags, validated by `check_options`)."""
+    """What a conversion was asked for (the arguments of `convert`, validated by `check_options`)."""
 
     out: Path
     quantization: str = "int8"
@@ -49,85 +51,104 @@ class Options:
     bias_correction: bool = True
 
 
-def default_calibration_folder() -> Path:
-    """The repository's `calibration_data/` (real photographs with recorded licences)."""
-    return Path(__file__).resolve().parents[1] / "calibration_data"
+def convert(
+    model,
+    out: str | Path,
+    *,
+    input_size: tuple[int, int] | None = None,
+    classes: Sequence[str] | int | str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+    calibration: str | Path | None = None,
+    num_calibration: int = 200,
+    quantization: str = "int8",
+    io: str | None = None,
+    output_kind: str = "logits",
+    val_images: str | Path | None = None,
+    val_masks: str | Path | None = None,
+    strict_int8: bool = False,
+    bias_correction: bool = True,
+    report: str | Path | None = None,
+    threads: int | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict:
+    """Convert a model to TFLite (full int8 by default) at `out` and return the report.
 
-
-def convert_model(model: keras.Model | str | Path, options: Options, source: Path | None = None,
-                  progress: Callable[[str, int], Callable[[int], None]] | None = None,
-                  warn: Callable[[str], None] = lambda message: None) -> dict:  # fmt: skip
-    """Convert `model` to TFLite at `options.out` and return the report.
+    Example:
+        >>> report = convert("runs/camvid/best.keras", "model.tflite", input_size=(360, 480))
+        >>> report["ops"]["float_ops"], report["fidelity"]
 
     Args:
-        model: A Keras model, or the path of a `.keras` file.
-        options: The conversion options.
-        source: Where `model` was loaded from, if it was passed as a model; class names
-            written by `edgeseg train` are read from the `classes.json` beside it.
+        model: A Keras model, the path of a .keras file (class names come from the
+            classes.json beside it), or a `ModelConfig` or preset name to build first.
+        out: Where to write the .tflite file.
+        input_size: (height, width) to convert at; an edgeseg model is rebuilt at it with the
+            same weights (default: the model's input size).
+        classes: Names to embed (a list, or a file with one per line), or a number of classes
+            (for a preset: the classes to build; otherwise checked against the model).
+            Default: the classes.json beside a .keras file, else defaults for the count.
+        backbone_weights: For a model built here: "imagenet", a MobileNetV2 .h5 /
+            .weights.h5 file, or None / "none" for random initialisation.
+        calibration: Folder of calibration images, searched recursively (default: the
+            repository's calibration_data/).
+        num_calibration: Calibration images to use.
+        quantization: "int8", "float16", "dynamic" or "float32".
+        io: Input type: "uint8" (raw pixels; default for int8), "int8" or "float32".
+        output_kind: "logits" (at the decoder's stride) or "labels" (in-graph arg-max).
+        val_images: Labelled images (with `val_masks`) for the float-vs-converted mIoU.
+        val_masks: Their PNG masks, same file stems.
+        strict_int8: Fail if any op inside the graph is not int8.
+        bias_correction: int8: shift biases to cancel the mean error of rounded weights.
+        report: Also write the report as JSON here.
+        threads: Threads for the latency measurement (default: every core).
         progress: progress(description, total) -> advance(n), for long steps.
-        warn: Called with one-line warnings (few calibration images, risky graph constructs).
+        warn: Called with one-line warnings (few calibration images, risky graph constructs);
+            default: `warnings.warn`.
 
     Returns:
-        The report (JSON-serialisable), also written to `options.report` if given.
+        The report (JSON-serialisable): ops, size, latency, fidelity, coverage, calibration.
 
     Raises:
-        EdgesegError: bad options, model, images or masks, an unwritable output, or
-            `strict_int8` with float or quantize ops left inside the graph. The file at
-            `options.out` is then untouched and nothing partial is left.
+        EdgesegError: bad arguments (`ParameterError`, naming them), model, images or masks,
+            an unwritable output, or `strict_int8` with float or quantize ops left inside the
+            graph. The file at `out` is then untouched and nothing partial is left.
     """
+    options = Options(out=Path(out), quantization=quantization, io=io, output_kind=output_kind,
+                      calibration=None if calibration is None else Path(calibration), num_calibration=num_calibration,
+                      input_size=None if input_size is None else tuple(input_size),
+                      val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
+                      report=None if report is None else Path(report), threads=threads,
+                      bias_correction=bias_correction)  # fmt: skip
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     started = time.perf_counter()
     io = check_options(options.quantization, options.io, options.output_kind)
     if options.strict_int8 and options.quantization != "int8":
-        raise EdgesegError(f"--strict-int8 needs --quantization int8, not {options.quantization}")
+        raise ParameterError(f"{{strict_int8}} needs {{quantization}} int8, not {options.quantization}",
+                             "strict_int8", "quantization")  # fmt: skip
     check_output(options.out, (".tflite",))
     if options.report is not None:
         check_output(options.report, (".json",))
-    val_pairs = _validation_pairs(options.val_images, options.val_masks)
-    if isinstance(model, (str, Path)):
-        source = Path(model)
-        model = load_model(source)
-    model = _at_input_size(model, options.input_size)
+    if (options.val_images is None) != (options.val_masks is None):
+        raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
+    model, source = _keras_model(model, options.input_size, classes, backbone_weights)
     segmentation_output(model)
     for message in risky_constructs(model):
         warn(message)
-    size = tuple(model.input.shape[1:3])
-    labels = _class_labels(model, source)
-    normalization = Normalization.from_dict(NORMALIZATION)
+    labels = _class_labels(model, source, classes)
+    val = _validation_set(options, labels)
+    images = _calibration_set(options, progress, warn)
 
-    folder = options.calibration or default_calibration_folder()
-    advance = progress("reading calibration images", min(options.num_calibration + 16, 10**6)) if progress else None
-    images = calibration.load(folder, options.num_calibration, progress=advance)
-    if images.skipped:
-        warn(f"skipped {len(images.skipped)} unreadable image files in {folder}")
-    if len(images.calibration) < calibration.FEW_IMAGES:
-        warn(f"only {len(images.calibration)} usable calibration images in {folder}; "
-             f"{calibration.FEW_IMAGES} or more represent the data better")  # fmt: skip
-    frames = [images.frames[p] for p in images.calibration]
-    representative = calibration.representative_dataset(frames, size, normalization)
-
-    deploy = with_argmax(model) if options.output_kind == "labels" else model
     with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as scratch:
-        float_path = Path(scratch) / "float32.tflite"
-        write_bytes(float_path, convert(model, "float32"))
-        coverage = report.BackgroundCoverage(float_path, images.calibration, labels["classes"])
-        try:
-            step = progress(f"converting ({options.quantization})", 1) if progress else None
-            correct = options.bias_correction and options.quantization == "int8"
-            with corrected_biases(model, representative()) if correct else contextlib.nullcontext(0) as corrected:
-                converted = convert(deploy, options.quantization, io, representative)
-            if step:
-                step(1)
-            covered = coverage.result()  # before the latency measurement, which needs the machine to itself
-        finally:
-            coverage.stop()
-        metadata = _metadata(model, labels, size, normalization, options, io)
+        float_path = write_bytes(Path(scratch) / "float32.tflite", convert_graph(model, "float32"))
+        converted, corrected, covered = _quantize(model, float_path, images, labels, options, io, progress)
+        metadata = _metadata(model, labels, options, io)
         with atomic_path(options.out) as temp:
             temp.write_bytes(embed_metadata(converted, metadata))
-            result = _report(float_path, temp, images, val_pairs, labels, options, progress)
-            result["coverage"] = covered
-            result.update(file=str(options.out), quantization=options.quantization, io=io,
-                          output_kind=options.output_kind, input_size=list(size), bias_corrected_layers=corrected,
-                          calibration={"folder": str(folder), "images": len(images.calibration),
+            result = _report(float_path, temp, images, val, labels, options, progress)
+            result.update(coverage=covered, file=str(options.out), quantization=options.quantization, io=io,
+                          output_kind=options.output_kind, input_size=metadata["input_size"],
+                          bias_corrected_layers=corrected,
+                          calibration={"folder": str(images.folder), "images": len(images.calibration),
                                        "held_out": len(images.holdout), "skipped": len(images.skipped)})  # fmt: skip
             result["seconds"] = round(time.perf_counter() - started, 1)
             _check_strict(result, options)
@@ -136,20 +157,40 @@ def convert_model(model: keras.Model | str | Path, options: Options, source: Pat
     return result
 
 
+def default_calibration_folder() -> Path:
+    """The repository's `calibration_data/` (real photographs with recorded licences)."""
+    return Path(__file__).resolve().parents[1] / "calibration_data"
+
+
+# === The model and what it describes ===
+
+
+def _keras_model(model, input_size, classes, backbone_weights) -> tuple[keras.Model, Path | None]:
+    """The Keras model to convert, at its deployment size, and the .keras file it came from."""
+    count = None if classes is None else len(class_names(classes))
+    model = model_argument(model, count, backbone_weights)
+    if isinstance(model, ModelConfig):
+        config = model.replace(input_size=tuple(input_size)) if input_size else model
+        return build_model(config, backbone_weights=backbone_weights), None
+    source = model if isinstance(model, Path) else None
+    loaded = _at_input_size(load_model(source) if source else model, input_size)
+    if count is not None and loaded.output.shape[-1] != count:
+        raise ParameterError(f"{{classes}} {count} but {source or loaded.name} has {loaded.output.shape[-1]} "
+                             "classes", "classes")  # fmt: skip
+    return loaded, source
+
+
 def _at_input_size(model: keras.Model, input_size: tuple[int, int] | None) -> keras.Model:
     """The model on a static batch-1 input, rebuilt at `input_size` when one is given."""
-    config = config_of(model)
     if input_size is None:
         shape = tuple(model.input.shape[1:3])
         if None in shape:
-            raise EdgesegError(f"model {model.name} has a dynamic input size {shape}; "
-                               "give the deployment size with --input-size HxW")  # fmt: skip
+            raise ParameterError(f"model {model.name} has a dynamic input size {shape}; give the deployment "
+                                 "size as {input_size}", "input_size")  # fmt: skip
         return static_batch_one(model, shape)
+    config = config_of(model)
     if config is not None and tuple(config.input_size) != tuple(input_size):
-        # Weights do not depend on the input size: the same layers, rebuilt statically.
-        resized = DeepLab(config.replace(input_size=tuple(input_size)))
-        resized.set_weights(model.get_weights())
-        return resized
+        return resize_model(model, input_size)
     return static_batch_one(model, tuple(input_size))
 
 
@@ -178,26 +219,28 @@ def _all_layers(model: keras.Model):
             yield layer
 
 
-def _class_labels(model: keras.Model, source: Path | None) -> dict:
-    """Class names, colours and ignore index: from training's classes.json, else defaults."""
+def _class_labels(model: keras.Model, source: Path | None, classes) -> dict:
+    """Class names, colours and ignore index: the names given, else training's classes.json, else defaults."""
     count = int(model.output.shape[-1])
-    sidecar = source.parent / CLASSES_FILE if source is not None else None
-    if sidecar is not None and sidecar.is_file():
-        data = json.loads(sidecar.read_text())
-        if len(data.get("classes", [])) == count:
-            return {"classes": data["classes"], "colors": data.get("colors") or default_colors(count),
-                    "ignore_index": data.get("ignore_index")}  # fmt: skip
+    described = read_classes_json(source.parent, count) if source is not None else None
+    if classes is not None and not isinstance(classes, int):
+        names = class_names(classes)
+        return {"classes": names, "colors": class_colors(names),
+                "ignore_index": described["ignore_index"] if described else None}  # fmt: skip
+    if described:
+        return described
     return {"classes": default_classes(count), "colors": [list(c) for c in default_colors(count)],
             "ignore_index": None}  # fmt: skip
 
 
-def _metadata(model, labels, size, normalization, options, io) -> dict:
+def _metadata(model, labels, options, io) -> dict:
     config = config_of(model)
+    size = tuple(model.input.shape[1:3])
     output_size = tuple(model.output.shape[1:3])
     return {
         **labels,
         "input_size": list(size),
-        "normalization": normalization.to_dict(),
+        "normalization": NORMALIZATION,
         "output_kind": options.output_kind,
         "output_stride": round(size[0] / output_size[0]) if output_size[0] else None,
         "quantization": options.quantization,
@@ -207,41 +250,56 @@ def _metadata(model, labels, size, normalization, options, io) -> dict:
     }
 
 
-def _validation_pairs(images: Path | None, masks: Path | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Read validation images and their masks (matched by file stem), checking they fit."""
-    if images is None and masks is None:
-        return []
-    if images is None or masks is None:
-        raise EdgesegError("--val-images and --val-masks go together; give both folders")
-    image_paths = {p.stem: p for p in calibration.find_images(images)}
-    if not masks.is_dir():
-        raise EdgesegError(f"validation mask folder {masks} does not exist")
-    mask_paths = {p.stem: p for p in masks.iterdir() if p.suffix.lower() == ".png"}
-    missing = sorted(set(image_paths) - set(mask_paths))
-    if missing:
-        raise EdgesegError(f"validation image {image_paths[missing[0]]} has no mask {missing[0]}.png "
-                           f"in {masks} ({len(missing)} images without a mask)")  # fmt: skip
-    pairs = []
-    for stem, path in sorted(image_paths.items()):
-        frame = calibration.read_bgr(path)
-        mask = _read_mask(mask_paths[stem])
-        if frame is None or mask is None:
-            raise EdgesegError(f"cannot read {path if frame is None else mask_paths[stem]}")
-        if frame.shape[:2] != mask.shape:
-            raise EdgesegError(f"mask {mask_paths[stem]} is {mask.shape[1]}x{mask.shape[0]} but image "
-                               f"{path} is {frame.shape[1]}x{frame.shape[0]}")  # fmt: skip
-        pairs.append((frame, mask))
-    return pairs
+# === Images ===
 
 
-def _read_mask(path: Path) -> np.ndarray | None:
-    import cv2  # noqa: PLC0415
+def _validation_set(options: Options, labels: dict):
+    """The checked labelled images for the fidelity check (`edgeseg.datasets.scan_dataset`), or None."""
+    if options.val_images is None:
+        return None
+    ignore_index = labels["ignore_index"] if labels["ignore_index"] is not None else DEFAULT_IGNORE_INDEX
+    return scan_dataset(options.val_images, options.val_masks, len(labels["classes"]), ignore_index, "validation")
 
-    mask = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
-    return mask if mask is not None and mask.ndim == 2 else None
+
+def _calibration_set(options: Options, progress, warn) -> calibration.CalibrationSet:
+    folder = options.calibration or default_calibration_folder()
+    advance = progress("reading calibration images", min(options.num_calibration + 16, 10**6)) if progress else None
+    images = calibration.load(folder, options.num_calibration, progress=advance)
+    if images.skipped:
+        warn(f"skipped {len(images.skipped)} unreadable image files in {folder}")
+    if len(images.calibration) < calibration.FEW_IMAGES:
+        warn(f"only {len(images.calibration)} usable calibration images in {folder}; "
+             f"{calibration.FEW_IMAGES} or more represent the data better")  # fmt: skip
+    return images
 
 
-def _report(float_path, converted_path, images, val_pairs, labels, options, progress) -> dict:
+# === Conversion and report ===
+
+
+def _quantize(model, float_path: Path, images, labels: dict, options: Options, io: str, progress):
+    """The converted flatbuffer, the layers bias correction changed, and the class coverage.
+
+    The coverage of the calibration images runs in a child process while TFLite's calibrator
+    holds this one's core.
+    """
+    size = tuple(model.input.shape[1:3])
+    frames = [images.frames[p] for p in images.calibration]
+    representative = calibration.representative_dataset(frames, size, Normalization.from_dict(NORMALIZATION))
+    deploy = with_argmax(model) if options.output_kind == "labels" else model
+    coverage = report.BackgroundCoverage(float_path, images.calibration, labels["classes"])
+    try:
+        step = progress(f"converting ({options.quantization})", 1) if progress else None
+        correct = options.bias_correction and options.quantization == "int8"
+        with corrected_biases(model, representative()) if correct else contextlib.nullcontext(0) as corrected:
+            converted = convert_graph(deploy, options.quantization, io, representative)
+        if step:
+            step(1)
+        return converted, corrected, coverage.result()  # before the latency measurement, which needs the machine
+    finally:
+        coverage.stop()
+
+
+def _report(float_path, converted_path, images, val, labels, options, progress) -> dict:
     threads = options.threads or os.cpu_count() or 1
     result = {"ops": report.op_report(converted_path, threads)}
     result["size_bytes"] = {"float32": float_path.stat().st_size, "converted": converted_path.stat().st_size}
@@ -250,10 +308,11 @@ def _report(float_path, converted_path, images, val_pairs, labels, options, prog
     result["latency"] = {"threads": threads, **timing,
                          "ratio": timing["converted"]["invoke_ms"] / timing["float32"]["invoke_ms"]}  # fmt: skip
     classes = labels["classes"]
-    if val_pairs:
-        advance = progress("validating", 2 * len(val_pairs)) if progress else None
-        result["fidelity"] = report.fidelity_on_masks(float_path, converted_path, val_pairs, classes,
-                                                      labels["ignore_index"], threads, advance)  # fmt: skip
+    if val is not None:
+        advance = progress("validating", 2 * len(val)) if progress else None
+        ignore_index = labels["ignore_index"] if labels["ignore_index"] is not None else DEFAULT_IGNORE_INDEX
+        result["fidelity"] = report.fidelity_on_masks(float_path, converted_path, val, classes, ignore_index,
+                                                      threads, advance)  # fmt: skip
     else:
         held = [images.frames[p] for p in images.holdout]
         result["fidelity"] = report.agreement(float_path, converted_path, held, threads)
@@ -264,5 +323,5 @@ def _check_strict(result: dict, options: Options) -> None:
     ops = result["ops"]
     offenders = ops["float_ops"] + ops["quantize_ops"]
     if options.strict_int8 and offenders:
-        raise EdgesegError(f"--strict-int8: {len(offenders)} ops are not int8 inside the graph, e.g. "
-                           f"{offenders[0]}; see the report for all of them")  # fmt: skip
+        raise ParameterError(f"{{strict_int8}}: {len(offenders)} ops are not int8 inside the graph, e.g. "
+                             f"{offenders[0]}; see the report for all of them", "strict_int8")  # fmt: skip

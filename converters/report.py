@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from converters.calibration import read_bgr
-
+from edgeseg.datasets import DatasetInfo
+from edgeseg.evaluation import LoadedModel, score
+from edgeseg.metrics import json_number
 from runtime.backend import load_interpreter
 from runtime.errors import EdgesegError
 from runtime.bench import benchmark
@@ -72,63 +74,34 @@ def latency(paths: dict[str, Path], num_threads: int, runs: int = 20) -> dict:
     return results
 
 
-def confusion(labels: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int | None) -> np.ndarray:
-    """Confusion matrix (truth rows, prediction columns) of two (H, W) label maps.
-
-    Pixels whose truth is `ignore_index` or not a class are left out.
-
-    Returns:
-        (num_classes, num_classes) int64.
-    """
-    valid = truth < num_classes
-    if ignore_index is not None:
-        valid &= truth != ignore_index
-    index = truth[valid].astype(np.int64) * num_classes + labels[valid].astype(np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def iou_per_class(matrix: np.ndarray) -> list[float | None]:
-    """IoU of each class from a confusion matrix; None for a class absent from truth and prediction."""
-    intersection = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - intersection
-    return [float(i / u) if u else None for i, u in zip(intersection, union)]
-
-
-def mean_iou(ious: list[float | None]) -> float:
-    present = [v for v in ious if v is not None]
-    return float(np.mean(present)) if present else 0.0
-
-
-def fidelity_on_masks(float_path: Path, converted_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]],
-                      classes: list[str], ignore_index: int | None, num_threads: int | None = None,
-                      progress=None) -> dict:  # fmt: skip
+def fidelity_on_masks(float_path: Path, converted_path: Path, info: DatasetInfo, classes: list[str],
+                      ignore_index: int, num_threads: int | None = None, progress=None) -> dict:  # fmt: skip
     """mIoU and per-class IoU of the float and converted models on labelled images.
 
+    Scored by `edgeseg.evaluation.score`, as `edgeseg eval` and training's validation score.
+
     Args:
-        pairs: (BGR frame, (H, W) uint8 mask) per image.
+        info: The labelled images, checked by `edgeseg.datasets.scan_dataset`.
+        classes: The class names.
+        ignore_index: Mask value left out.
+        progress: Called once per image and model.
 
     Returns:
         {"images", "float_miou", "converted_miou", "miou_drop", "per_class": [{"class",
-        "float_iou", "converted_iou", "drop"}]} (IoUs in [0, 1]).
+        "float_iou", "converted_iou", "drop"}]}: IoUs in [0, 1]; null where a class is in
+        neither the masks nor the predictions (and a mean over no class).
     """
-    matrices = {}
+    metrics = {}
     for label, path in (("float", float_path), ("converted", converted_path)):
-        segmenter = Segmenter(path, num_threads=num_threads)
-        matrix = np.zeros((len(classes), len(classes)), np.int64)
-        for frame, mask in pairs:
-            matrix += confusion(segmenter.segment(frame), mask, len(classes), ignore_index)
-            if progress is not None:
-                progress(1)
-        matrices[label] = matrix
-    ious = {label: iou_per_class(matrix) for label, matrix in matrices.items()}
+        model = LoadedModel(Path(path), "tflite", Segmenter(path, num_threads=num_threads), len(classes))
+        metrics[label] = score(model, info, len(classes), ignore_index, progress).metrics
     per_class = [
-        {"class": name, "float_iou": f, "converted_iou": c,
-         "drop": None if f is None or c is None else f - c}
-        for name, f, c in zip(classes, ious["float"], ious["converted"])
+        {"class": name, "float_iou": json_number(f), "converted_iou": json_number(c), "drop": json_number(f - c)}
+        for name, f, c in zip(classes, metrics["float"].per_class_iou, metrics["converted"].per_class_iou)
     ]  # fmt: skip
-    float_miou, converted_miou = mean_iou(ious["float"]), mean_iou(ious["converted"])
-    return {"images": len(pairs), "float_miou": float_miou, "converted_miou": converted_miou,
-            "miou_drop": float_miou - converted_miou, "per_class": per_class}  # fmt: skip
+    float_miou, converted_miou = metrics["float"].miou, metrics["converted"].miou
+    return {"images": len(info), "float_miou": json_number(float_miou), "converted_miou": json_number(converted_miou),
+            "miou_drop": json_number(float_miou - converted_miou), "per_class": per_class}  # fmt: skip
 
 
 def agreement(float_path: Path, converted_path: Path, frames: list[np.ndarray],

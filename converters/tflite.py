@@ -10,12 +10,10 @@ import keras
 import tensorflow as tf
 
 from converters.flatbuffer import share_identical_arrays
+from converters.modes import IO_TYPES, OUTPUT_KINDS, QUANTIZATIONS
 from runtime.console import held_stderr
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
 
-QUANTIZATIONS = ("int8", "float16", "dynamic", "float32")
-IO_TYPES = ("uint8", "int8", "float32")
-OUTPUT_KINDS = ("logits", "labels")
 
 
 def _int8(converter, representative, io):
@@ -53,20 +51,22 @@ def check_options(quantization: str, io: str | None, output_kind: str) -> str:
     """Validate the option combination; return the I/O type to use.
 
     Raises:
-        EdgesegError: an unknown value (the message lists the valid ones) or a combination
+        ParameterError: an unknown value (the message lists the valid ones) or a combination
             that cannot be honoured (refused rather than silently changed).
     """
     if quantization not in MODES:
-        raise EdgesegError(f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}")
+        raise ParameterError(f"unknown {{quantization}} {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}",
+                             "quantization")  # fmt: skip
     if output_kind not in OUTPUT_KINDS:
-        raise EdgesegError(f"unknown output kind {output_kind!r}; choose logits or labels")
+        raise ParameterError(f"unknown {{output_kind}} {output_kind!r}; choose one of {', '.join(OUTPUT_KINDS)}",
+                             "output_kind")  # fmt: skip
     allowed = MODES[quantization][1]
     io = io or allowed[0]
     if io not in IO_TYPES:
-        raise EdgesegError(f"unknown --io {io!r}; choose one of {', '.join(IO_TYPES)}")
+        raise ParameterError(f"unknown {{io}} {io!r}; choose one of {', '.join(IO_TYPES)}", "io")
     if io not in allowed:
-        raise EdgesegError(f"--io {io} does not go with --quantization {quantization}, whose "
-                           f"input and output stay float32; use --io float32 or --quantization int8")  # fmt: skip
+        raise ParameterError(f"{{io}} {io} does not go with {{quantization}} {quantization}, whose input and "
+                             "output stay float32; use {io} float32 or {quantization} int8", "io", "quantization")  # fmt: skip
     return io
 
 

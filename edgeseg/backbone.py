@@ -8,13 +8,14 @@ DeepLab: the block that would have strided runs at the current rate, then the ra
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
 
 # (expansion, output channels, stride) of the 17 inverted residual blocks.
 BLOCKS = (
@@ -27,6 +28,13 @@ BLOCKS = (
     (6, 320, 1),
 )  # fmt: skip
 BN = dict(epsilon=1e-3, momentum=0.999)
+# Every layer name `mobilenet_v2_features` makes (keras.applications' names), and no other.
+_LAYER_NAME = re.compile(r"(Conv1|bn_Conv1|Conv1_relu|expanded_conv_.*|block_\d+_.*|Conv_1|Conv_1_bn|out_relu)")
+
+
+def is_backbone_layer(name: str) -> bool:
+    """Whether a layer name is one of the MobileNetV2 backbone's (keras.applications names)."""
+    return _LAYER_NAME.fullmatch(name) is not None
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -128,9 +136,9 @@ def load_backbone_weights(model: keras.Model, weights: str | Path, alpha: float)
             )
         except Exception as error:  # no network, a proxy, a full disk: all end the same way
             reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-            raise EdgesegError(
+            raise ParameterError(
                 f"could not get Keras's ImageNet MobileNetV2 weights (alpha {alpha:g}): {reason}; "
-                "give a local .weights.h5 with --backbone-weights PATH, or --backbone-weights none"
+                "give a local .weights.h5 as {backbone_weights}, or none", "backbone_weights"
             ) from None
     else:
         path = Path(weights)

@@ -127,6 +127,12 @@ class ModelConfig:
         return tuple(strided_size(n, self.output_stride) for n in self.input_size)
 
     def replace(self, **changes) -> ModelConfig:
+        """A copy with `changes` applied (and validated).
+
+        Raises:
+            EdgesegError: an unknown field (the message lists the known ones) or a bad value.
+        """
+        check_fields(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -140,15 +146,20 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EdgesegError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        check_fields(data)
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+def check_fields(data: dict) -> None:
+    """Refuse keys that are not `ModelConfig` fields, listing the known ones."""
+    known = {field.name for field in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise EdgesegError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
 
 
 def strided_size(size: int, stride: int) -> int:

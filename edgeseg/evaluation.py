@@ -1,6 +1,7 @@
 """Score Keras and TFLite segmentation models on a folder of images and masks, side by side.
 
-Both kinds run through the same pre- and post-processing as the device runtime (stretch the
+`evaluate` is the one call (`edgeseg eval` prints what it returns); `score` runs one model
+over a checked dataset (training validates with it). Both kinds run through the same pre- and post-processing as the device runtime (stretch the
 frame to the model's input size; arg-max at the output's stride, then nearest-neighbour to
 the frame's size), so the difference between a float model and its int8 conversion is the
 quantization alone.
@@ -8,9 +9,8 @@ quantization alone.
 
 from __future__ import annotations
 
-import json
-import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,14 +18,15 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from edgeseg.classes import DEFAULT_IGNORE_INDEX, check_ignore_index, class_names, read_classes_json
 from edgeseg.config import NORMALIZATION
-from edgeseg.data import IMREAD_IMAGE, DatasetInfo
-from edgeseg.metrics import SegmentationMetrics, labels_from_logits
+from edgeseg.datasets import DatasetInfo, read_pair, scan_dataset
+from edgeseg.metrics import SegmentationMetrics, json_number, labels_from_logits
 from runtime import processing
 from runtime.atomic import atomic_path, check_output
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
 
-CLASSES_FILE = "classes.json"
+MODEL_SUFFIXES = (".keras", ".tflite")
 
 
 class KerasSegmenter:
@@ -88,9 +89,7 @@ def load_for_eval(path: str | Path, threads: int | None = None) -> LoadedModel:
     Raises:
         EdgesegError: a missing file, an unknown suffix, or a file that is not a model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise EdgesegError(f"model file {path} does not exist")
+    path = check_model_path(path)
     if path.suffix == ".tflite":
         from runtime import Segmenter  # noqa: PLC0415
 
@@ -99,28 +98,29 @@ def load_for_eval(path: str | Path, threads: int | None = None) -> LoadedModel:
         return LoadedModel(path, "tflite", segmenter, len(segmenter.classes),
                            segmenter.classes if metadata.get("classes") else None,
                            metadata.get("ignore_index"))  # fmt: skip
-    if path.suffix == ".keras":
-        from edgeseg.model import load_model  # noqa: PLC0415 - needs TensorFlow
+    from edgeseg import require_tensorflow  # noqa: PLC0415
 
-        segmenter = KerasSegmenter(load_model(path))
-        described = read_classes_json(path.parent / CLASSES_FILE, segmenter.num_classes)
-        return LoadedModel(path, "keras", segmenter, segmenter.num_classes,
-                           described.get("classes"), described.get("ignore_index"))  # fmt: skip
-    raise EdgesegError(f"{path} is neither a .keras nor a .tflite model")
+    require_tensorflow()
+    from edgeseg.model import load_model  # noqa: PLC0415 - needs TensorFlow
+
+    segmenter = KerasSegmenter(load_model(path))
+    described = read_classes_json(path.parent, segmenter.num_classes) or {}
+    return LoadedModel(path, "keras", segmenter, segmenter.num_classes,
+                       described.get("classes"), described.get("ignore_index"))  # fmt: skip
 
 
-def read_classes_json(path: Path, num_classes: int) -> dict:
-    """The classes.json written by `edgeseg train`, if it exists and fits `num_classes`."""
+def check_model_path(path: str | Path) -> Path:
+    """`path` as a Path, if it is an existing .keras or .tflite file.
+
+    Raises:
+        EdgesegError: a missing file or another suffix.
+    """
+    path = Path(path)
     if not path.is_file():
-        return {}
-    try:
-        described = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    classes = described.get("classes")
-    if not isinstance(classes, list) or len(classes) != num_classes:
-        return {}
-    return described
+        raise EdgesegError(f"model file {path} does not exist")
+    if path.suffix not in MODEL_SUFFIXES:
+        raise EdgesegError(f"{path} is neither a .keras nor a .tflite model")
+    return path
 
 
 @dataclass
@@ -162,21 +162,17 @@ class Result:
 
 
 def _number(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+    value = json_number(value)
+    return None if value is None else round(value, 6)
 
 
-def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 BGR image and (H, W) uint8 mask (already checked by `scan_dataset`)."""
-    return cv2.imread(str(image_path), IMREAD_IMAGE), cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
-
-
-def evaluate(model: LoadedModel | KerasSegmenter, info: DatasetInfo, num_classes: int,
-             ignore_index: int | None, on_image: Callable[[], None] | None = None) -> Result:  # fmt: skip
+def score(model: LoadedModel | KerasSegmenter, info: DatasetInfo, num_classes: int,
+          ignore_index: int | None, on_image: Callable[[], None] | None = None) -> Result:  # fmt: skip
     """Run a model on every pair of a checked dataset and accumulate the metrics.
 
     Args:
         model: A `LoadedModel`, or a bare `KerasSegmenter` (during training).
-        info: Pairs from `edgeseg.data.scan_dataset`.
+        info: Pairs from `edgeseg.datasets.scan_dataset`.
         num_classes: C.
         ignore_index: Mask value to skip, or None.
         on_image: Called after each image (progress bars).
@@ -197,6 +193,91 @@ def evaluate(model: LoadedModel | KerasSegmenter, info: DatasetInfo, num_classes
         if on_image:
             on_image()
     return result
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` found.
+
+    Attributes:
+        results: One `Result` per model, in the order given (the first is the reference).
+        classes: The class names the scores are reported under.
+        ignore_index: The mask value that was left out.
+        images: How many image/mask pairs were scored.
+    """
+
+    results: list[Result]
+    classes: list[str]
+    ignore_index: int
+    images: int
+
+    def to_dict(self) -> list[dict]:
+        """JSON form: one object per model (see `Result.to_dict`), differences to the first."""
+        first = self.results[0]
+        return [result.to_dict(self.classes, first if index else None) for index, result in enumerate(self.results)]
+
+
+def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Path, *,
+             classes: Sequence[str] | int | str | Path | None = None, ignore_index: int | None = None,
+             threads: int | None = None, confusion: str | Path | None = None,
+             progress: Callable[[str, int], Callable[[], None]] | None = None) -> Evaluation:  # fmt: skip
+    """Score one or more models on a folder of images and masks, as the device would run them.
+
+    Example:
+        >>> evaluation = evaluate(["best.keras", "model.tflite"], "val", "valannot")
+        >>> evaluation.results[1].metrics.miou - evaluation.results[0].metrics.miou   # int8 drop
+
+    Args:
+        models: A model or a list of them: `.keras` or `.tflite` paths, or Keras models.
+        images: Folder of images.
+        masks: Folder of PNG masks with the same file stems.
+        classes: Class names (a list, a count or a classes file); default: the models' own
+            (from a .tflite's metadata or the classes.json beside a .keras), else "class N".
+        ignore_index: Mask value to leave out; default: the models' own, else 255.
+        threads: CPU threads for .tflite models (default: every core).
+        confusion: Also write the confusion matrices to this .png.
+        progress: progress(description, total) -> advance(), called once per model.
+
+    Returns:
+        The `Evaluation`.
+
+    Raises:
+        EdgesegError: a missing or unreadable model, models that predict different numbers
+            of classes, classes or an ignore index that do not fit them, or a bad dataset.
+    """
+    models = [models] if isinstance(models, (str, Path)) or not isinstance(models, Sequence) else list(models)
+    for model in models:  # every file before loading any
+        if isinstance(model, (str, Path)):
+            check_model_path(model)
+    if confusion is not None:
+        check_output(confusion, (".png",))
+    names = class_names(classes) if classes is not None else None
+    loaded = [load_for_eval(model, threads) if isinstance(model, (str, Path)) else _loaded_keras(model)
+              for model in models]  # fmt: skip
+    counts = {model.num_classes for model in loaded}
+    if len(counts) > 1:
+        described = ", ".join(f"{model.path.name}: {model.num_classes}" for model in loaded)
+        raise EdgesegError(f"the models predict different numbers of classes ({described})")
+    num_classes = loaded[0].num_classes
+    if names is not None and len(names) != num_classes:
+        raise ParameterError(f"{{classes}} names {len(names)} classes; the models predict {num_classes}", "classes")
+    names = names or next((m.classes for m in loaded if m.classes), None) or [f"class {i}" for i in range(num_classes)]
+    if ignore_index is None:
+        ignore_index = next((m.ignore_index for m in loaded if m.ignore_index is not None), DEFAULT_IGNORE_INDEX)
+    check_ignore_index(ignore_index, num_classes)
+    info = scan_dataset(images, masks, num_classes, ignore_index, "evaluation")
+    results = []
+    for model in loaded:
+        advance = progress(model.path.name, len(info)) if progress else None
+        results.append(score(model, info, num_classes, ignore_index, advance))
+    if confusion is not None:
+        draw_confusion(results, names, confusion)
+    return Evaluation(results, names, ignore_index, len(info))
+
+
+def _loaded_keras(model) -> LoadedModel:
+    segmenter = KerasSegmenter(model)
+    return LoadedModel(Path(model.name), "keras", segmenter, segmenter.num_classes)
 
 
 # === Confusion-matrix picture ===

@@ -8,18 +8,19 @@ Every loss is a pure function `loss(labels, logits, ignore_index, ...) -> scalar
   They are resized bilinearly to (H, W) first (`resize_logits`): upsampling the logits keeps
   thin structures that nearest-downsampling the labels would lose.
 
-`make_loss("wce+dice", ...)` turns a CLI loss name into one callable; `class_weights`
+`make_loss("wce+dice", ...)` turns a loss name into one callable; `class_weights`
 computes inverse-frequency or median-frequency weights from pixel counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
 
 LOSS_TERMS = ("ce", "wce", "focal", "dice")
 WEIGHTED_TERMS = ("wce", "focal")
@@ -176,7 +177,8 @@ def make_loss(name: str, ignore_index: int = 255, class_weights=None) -> Callabl
     """
     terms = parse_loss(name)
     if "wce" in terms and class_weights is None:
-        raise EdgesegError("loss wce needs class weights: --class-weights inverse, median or w1,w2,...")
+        raise ParameterError("loss wce needs class weights: {class_weights} inverse, median or w1,w2,...",
+                             "class_weights")  # fmt: skip
     functions = {
         "ce": lambda y, p: cross_entropy(y, p, ignore_index),
         "wce": lambda y, p: cross_entropy(y, p, ignore_index, class_weights),
@@ -230,19 +232,72 @@ def class_weights(counts: np.ndarray, image_pixels: np.ndarray, method: str) -> 
     return weights.astype(np.float32)
 
 
-def parse_class_weights(text: str, num_classes: int) -> np.ndarray:
-    """Parse explicit weights 'w1,w2,...' (one per class, >= 0, not all 0).
+def parse_class_weights(weights: str | Sequence[float], num_classes: int | None = None) -> np.ndarray:
+    """Explicit class weights, 'w1,w2,...' or a sequence (one per class, >= 0, not all 0).
+
+    Args:
+        weights: The weights.
+        num_classes: C, to check the count against; None skips that check.
 
     Raises:
         EdgesegError: not numbers, wrong count, negative or all zero.
     """
     try:
-        weights = np.array([float(part) for part in text.split(",")], dtype=np.float32)
-    except ValueError:
-        raise EdgesegError(f"class weights {text!r} are not inverse, median, none or comma-separated "
+        parts = weights.split(",") if isinstance(weights, str) else list(weights)
+        array = np.array([float(part) for part in parts], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise EdgesegError(f"class weights {weights!r} are not inverse, median, none or comma-separated "
                            "numbers") from None  # fmt: skip
-    if len(weights) != num_classes:
-        raise EdgesegError(f"{len(weights)} class weights given for {num_classes} classes")
-    if (weights < 0).any() or not np.isfinite(weights).all() or not weights.any():
-        raise EdgesegError(f"class weights {text!r} must be finite, non-negative and not all zero")
-    return weights
+    if num_classes is not None and len(array) != num_classes:
+        raise EdgesegError(f"{len(array)} class weights given for {num_classes} classes")
+    if (array < 0).any() or not np.isfinite(array).all() or not array.any():
+        raise EdgesegError(f"class weights {weights!r} must be finite, non-negative and not all zero")
+    return array
+
+
+def class_weighting(loss: str, class_weights: str | Sequence[float] | None = None) -> str | list[float]:
+    """How `loss` weights classes: a method of `WEIGHTING_METHODS` or explicit weights.
+
+    Args:
+        loss: Loss name (see `make_loss`).
+        class_weights: "inverse", "median", "none", explicit weights ('w1,w2,...' or a
+            sequence), or None for the default: "median" for a loss with wce, else "none".
+
+    Returns:
+        The method name, or the explicit weights as a list of floats (JSON-ready).
+
+    Raises:
+        ParameterError: weights for an unweighted loss, or wce without weights.
+        EdgesegError: an unknown loss or malformed weights.
+    """
+    terms = parse_loss(loss)
+    if class_weights is not None and not any(term in WEIGHTED_TERMS for term in terms):
+        raise ParameterError(f"{{class_weights}} applies to the wce and focal losses; {{loss}} {loss} is unweighted "
+                             "(use {loss} wce)", "class_weights", "loss")  # fmt: skip
+    if class_weights is None:
+        return "median" if "wce" in terms else "none"
+    if isinstance(class_weights, str) and class_weights.strip().lower() in WEIGHTING_METHODS:
+        method = class_weights.strip().lower()
+        if method == "none" and "wce" in terms:
+            raise ParameterError("{loss} wce needs class weights; use {loss} ce for unweighted cross-entropy", "loss")
+        return method
+    return [float(w) for w in parse_class_weights(class_weights)]
+
+
+def weights_for(weighting: str | Sequence[float], counts: np.ndarray, image_pixels: np.ndarray) -> np.ndarray | None:
+    """The class weights of a `class_weighting` result for a dataset's pixel counts.
+
+    Args:
+        weighting: A method name or explicit weights.
+        counts: (C,) pixels of each class (`edgeseg.datasets.DatasetInfo.counts`).
+        image_pixels: (C,) pixels of the masks in which each class appears.
+
+    Returns:
+        (C,) float32 weights, or None for "none".
+
+    Raises:
+        EdgesegError: explicit weights whose count is not C.
+    """
+    if isinstance(weighting, str):
+        return class_weights(counts, image_pixels, weighting)
+    return parse_class_weights(weighting, len(counts))

@@ -121,6 +121,11 @@ class SegmentationMetrics:
         return pixel_accuracy(self.matrix)
 
 
+def json_number(value: float | None) -> float | None:
+    """A score for a JSON report: NaN (a class never seen nor predicted, a mean of nothing) as None."""
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
 def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Label map at `size` from logits at any stride, exactly as the device runtime makes it.
 

@@ -10,6 +10,7 @@ from keras import layers
 from edgeseg.backbone import load_backbone_weights, mobilenet_v2_features
 from edgeseg.config import ModelConfig
 from edgeseg.layers import StaticResize
+from edgeseg.presets import DEFAULT_PRESET, get_config
 from runtime.atomic import atomic_path, check_output
 from runtime.errors import EdgesegError
 
@@ -42,18 +43,30 @@ class DeepLab(keras.Model):
         return cls(ModelConfig.from_dict(config.pop("config")), **config)
 
 
-def build_model(config: ModelConfig, backbone_weights: str | Path | None = None) -> DeepLab:
-    """Build the model described by `config`.
+def build_model(config: ModelConfig | str = DEFAULT_PRESET, *, backbone_weights: str | Path | None = None,
+                **overrides) -> DeepLab:  # fmt: skip
+    """Build a DeepLabV3(+) model from a preset or a configuration.
+
+    Example:
+        >>> model = build_model("deeplabv3plus_mnv2", num_classes=11, input_size=(360, 480),
+        ...                     backbone_weights="imagenet")
 
     Args:
-        config: The architecture.
+        config: A preset name (`edgeseg.presets.PRESETS`) or a `ModelConfig`.
         backbone_weights: None or "none" for random initialisation, "imagenet" for Keras's
             ImageNet weights, or the path of a MobileNetV2 `.h5` / `.weights.h5` file.
+        **overrides: `ModelConfig` fields to change, e.g. `num_classes=11`,
+            `input_size=(360, 480)`, `backbone_alpha=0.35`.
 
     Returns:
         A DeepLab model: input (1, H, W, 3) float32 in [-1, 1], output logits
         (1, h, w, num_classes) at `config.output_stride`.
+
+    Raises:
+        EdgesegError: an unknown preset or option, an invalid value, or backbone weights that
+            cannot be found or do not fit.
     """
+    config = get_config(config, **overrides) if isinstance(config, str) else config.replace(**overrides)
     model = DeepLab(config)
     if backbone_weights is not None and str(backbone_weights) != "none":
         load_backbone_weights(model, backbone_weights, config.backbone_alpha)
@@ -127,6 +140,31 @@ def decoder(x, low_level, config: ModelConfig):
         x = conv_bn_relu(x, config.decoder_filters, f"decoder_conv_{index}", 3,
                          separable=config.decoder_separable)  # fmt: skip
     return x
+
+
+def resize_model(model: keras.Model, input_size: tuple[int, int]) -> DeepLab:
+    """The same DeepLab model, rebuilt for another static input size with the same weights.
+
+    No weight depends on the input size (image pooling averages whatever grid it gets), so
+    a model trained on crops runs at any deployment size.
+
+    Args:
+        model: A DeepLab model (with its ModelConfig).
+        input_size: New (height, width).
+
+    Returns:
+        A new DeepLab model; `model` itself is unchanged.
+
+    Raises:
+        EdgesegError: a model without an edgeseg config, or a size the config rejects.
+    """
+    config = config_of(model)
+    if config is None:
+        raise EdgesegError(f"model {model.name} was not built by edgeseg, so it cannot be rebuilt at "
+                           "another input size")  # fmt: skip
+    resized = DeepLab(config.replace(input_size=tuple(int(v) for v in input_size)), name=model.name)
+    resized.set_weights(model.get_weights())
+    return resized
 
 
 def load_model(path: str | Path) -> keras.Model:

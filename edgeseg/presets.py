@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from runtime.errors import EdgesegError
+from pathlib import Path
 
-from edgeseg.config import ModelConfig
+from edgeseg.config import ModelConfig, check_fields
+from runtime.errors import EdgesegError, ParameterError
 
 DEFAULT_PRESET = "deeplabv3plus_mnv2"
 
@@ -35,5 +36,43 @@ def get_config(preset: str = DEFAULT_PRESET, **overrides) -> ModelConfig:
     """
     if preset not in PRESETS:
         raise EdgesegError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    check_fields(overrides)
     options = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return ModelConfig(preset=preset, **options)
+
+
+def model_argument(model, num_classes: int | None = None, backbone_weights=None):
+    """What a `model` argument (of `edgeseg.train` or `edgeseg.convert`) names, checked without TensorFlow.
+
+    Args:
+        model: A preset name, a `ModelConfig`, the path of a .keras file, or a built model.
+        num_classes: Classes of a model built from a preset; checked against a ModelConfig's.
+        backbone_weights: Given only for a model to build (a preset or a ModelConfig).
+
+    Returns:
+        A `ModelConfig` to build, the `Path` of an existing .keras file, or `model` itself.
+
+    Raises:
+        ParameterError: backbone weights for a model that already has weights, or a name that
+            is neither a preset nor a .keras file.
+        EdgesegError: a missing file, or a ModelConfig with other classes than `num_classes`.
+    """
+    if isinstance(model, str) and model in PRESETS:
+        model = get_config(model, num_classes=num_classes)
+    if isinstance(model, ModelConfig):
+        if num_classes is not None and model.num_classes != num_classes:
+            raise EdgesegError(f"model config {model.preset} has {model.num_classes} classes but {num_classes} "
+                               "are given")  # fmt: skip
+        return model
+    if backbone_weights is not None:
+        raise ParameterError("{backbone_weights} apply to a model built from a preset or a ModelConfig; this "
+                             "{model} already has its weights", "backbone_weights", "model")  # fmt: skip
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.suffix != ".keras":
+            raise ParameterError(f"{{model}} {str(model)!r} is neither a preset ({', '.join(PRESETS)}) nor a "
+                                 ".keras file", "model")  # fmt: skip
+        if not path.is_file():
+            raise EdgesegError(f"model file {path} does not exist")
+        return path
+    return model

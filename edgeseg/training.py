@@ -1,577 +1,393 @@
-"""The training loop: schedules, frozen batch norm, checkpoints, resume, Ctrl-C, curves.
+"""`train`: one call from folders of images and masks to a trained run folder.
 
-A run folder holds:
+It owns the rules of a run: what the run folder may hold, which arguments a resumed run must
+repeat, the defaults that depend on other arguments (learning rate, class weights), how the
+model's classes and the given ones are reconciled, the seed, mixed precision and the memory
+cache. It checks every argument and every file before training starts, writes
+`classes.json`, and hands the prepared model and data to `edgeseg.loop.fit`.
 
-- `last.keras`: the model at the training size, plus two extra zip members Keras ignores:
-  `edgeseg_training.json` (step, history, settings) and `edgeseg_optimizer.npz` (optimizer
-  variables), so one atomic file is everything `--resume` needs.
-- `best.keras`: the model with the best validation mIoU, at the validation images' size (or
-  the training size when they vary), ready for `edgeseg eval` and `edgeseg convert`.
-- `history.csv`, `curves.png`, and `classes.json` (written by the command).
-
-Batch norm and small CPU batches: batch statistics of a few road-scene crops are far from
-the pretrained ones, and the ASPP image-pooling branch normalises a (B, 1, 1, C) tensor over
-the batch alone, so in training mode it sees B numbers per channel (one with B = 1: its
-output is then the constant beta) and learns features it never gets at inference. Backbone
-batch norm is therefore kept in inference mode by default, and the image-pooling batch norm
-always is.
+Arguments are checked before TensorFlow is imported, so a mistake is reported at once.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import contextlib
 import math
-import re
-import time
-import zipfile
-from dataclasses import asdict, dataclass, field
+import numbers
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
-import cv2
-import keras
-import numpy as np
-import tensorflow as tf
+from edgeseg.classes import check_ignore_index, class_names, write_classes_json
+from edgeseg.config import ModelConfig
+from edgeseg.presets import PRESETS, model_argument
+from edgeseg.settings import Settings
+from runtime.errors import EdgesegError, ParameterError
 
-from edgeseg.data import DatasetInfo, TrainingData
-from edgeseg.evaluation import KerasSegmenter, evaluate
-from edgeseg.losses import make_loss, resize_logits
-from edgeseg.model import DeepLab, config_of, load_model, save_model
-from runtime.atomic import atomic_path
-from runtime.errors import EdgesegError
-
-STATE_MEMBER = "edgeseg_training.json"
-OPTIMIZER_MEMBER = "edgeseg_optimizer.npz"
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("poly", "cosine", "constant")
-POOLING_BN = "aspp_pool_bn"
-BN_REFRESH_IMAGES = 32
-_BACKBONE_LAYER = re.compile(r"(Conv1|bn_Conv1|Conv1_relu|expanded_conv_.*|block_\d+_.*|Conv_1|Conv_1_bn|out_relu)")
+# Arguments that may change when a run is resumed; every other one must be repeated as it was.
+RESUMABLE_CHANGES = ("epochs",)
 
 
 @dataclass
-class Settings:
-    """How to train (everything `--resume` must find unchanged, except `epochs`).
+class TrainResult:
+    """What a run produced.
 
     Attributes:
-        epochs: Total epochs.
-        batch_size: Global batch size (split across GPUs).
-        loss: Loss name, e.g. "ce" or "wce+dice" (see `edgeseg.losses.make_loss`).
-        class_weights: Per-class weights for the weighted terms, or None.
+        out: The run folder.
+        classes: The class names the model was trained on.
+        history: One dict per epoch: epoch, lr, loss, train_accuracy, val_miou,
+            val_pixel_accuracy (NaN where validation did not run), seconds.
+        steps: Optimizer steps done in all.
+    """
+
+    out: Path
+    classes: list[str]
+    history: list[dict]
+    steps: int
+
+    @property
+    def best_model(self) -> Path:
+        """best.keras: the best epoch by validation mIoU, at the validation images' size."""
+        return self.out / "best.keras"
+
+    @property
+    def last_model(self) -> Path:
+        """last.keras: the latest epoch at the training size, with what resuming needs."""
+        return self.out / "last.keras"
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def seconds(self) -> float:
+        return sum(row["seconds"] for row in self.history)
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch of best.keras by validation mIoU (None without validation)."""
+        scored = [row for row in self.history if math.isfinite(row["val_miou"])]
+        return max(scored, key=lambda row: row["val_miou"])["epoch"] if scored else None
+
+    @property
+    def best_miou(self) -> float | None:
+        return None if self.best_epoch is None else self.history[self.best_epoch - 1]["val_miou"]
+
+    def to_dict(self) -> dict:
+        """JSON form (NaN as null): out, epochs, steps, seconds, best_miou, best_epoch, history."""
+        history = [{key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in row.items()}
+                   for row in self.history]  # fmt: skip
+        return {"out": str(self.out), "epochs": self.epochs, "steps": self.steps, "seconds": self.seconds,
+                "best_miou": self.best_miou, "best_epoch": self.best_epoch, "history": history}  # fmt: skip
+
+
+def train(
+    model,
+    images: str | Path,
+    masks: str | Path,
+    out: str | Path,
+    *,
+    val_images: str | Path | None = None,
+    val_masks: str | Path | None = None,
+    classes: Sequence[str] | int | str | Path | None = None,
+    ignore_index: int = 255,
+    input_size: tuple[int, int] | None = None,
+    backbone_weights: str | Path | None = None,
+    loss: str = "ce",
+    class_weights: str | Sequence[float] | None = None,
+    optimizer: str = "adam",
+    lr: float | None = None,
+    schedule: str = "poly",
+    warmup_epochs: float = 0.0,
+    epochs: int = 50,
+    batch_size: int = 8,
+    freeze_backbone: bool = False,
+    backbone_bn: str = "frozen",
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    val_every: int = 1,
+    resume: bool = False,
+    seed: int = 0,
+    mixed_precision: bool | None = None,
+    cache: bool | None = None,
+    reporter=None,
+) -> TrainResult:
+    """Train a segmentation model on folders of images and masks; keep the best by validation mIoU.
+
+    The run folder `out` receives best.keras, last.keras (Ctrl-C saves it too; continue with
+    `resume=True`), history.csv, curves.png and classes.json (names, colours, ignore index:
+    `convert` and `evaluate` read it).
+
+    Example:
+        >>> result = train("deeplabv3plus_mnv2", "train", "trainannot", "runs/camvid",
+        ...                val_images="val", val_masks="valannot", classes="classes.txt",
+        ...                ignore_index=11, backbone_weights="imagenet", epochs=90)
+        >>> result.best_miou, result.best_model
+
+    Args:
+        model: What to train: a Keras model built by edgeseg (`build_model`), the path of a
+            .keras file, a `ModelConfig` or a preset name to build once the data is checked,
+            or None with `resume=True` (the run's own model).
+        images: Folder of training images.
+        masks: Folder of training masks: PNG, one class index per pixel, same file stems.
+        out: The run folder (created; its parent must exist).
+        val_images: Folder of validation images (with `val_masks`).
+        val_masks: Folder of validation masks.
+        classes: Class names (class 0 first), a count, or a text file with one name per line;
+            default: the model's number of classes, named "class N".
+        ignore_index: Mask value left out of loss and metrics (0-255, not a class).
+        input_size: (height, width) of the training crops; default: the model's input size.
+        backbone_weights: For a model built here: "imagenet", a MobileNetV2 .h5 /
+            .weights.h5 file, or None / "none" for random initialisation.
+        loss: "ce", "wce" (class-weighted), "focal", "dice", or a sum such as "wce+dice".
+        class_weights: For wce/focal: "inverse", "median" (default for wce), "none", or
+            one weight per class.
         optimizer: "adam", "adamw" or "sgd".
-        lr: Peak learning rate.
-        schedule: "poly" (power 0.9), "cosine" or "constant", after the warm-up.
-        warmup_epochs: Linear warm-up from lr / 100, in epochs (fractions allowed).
-        ignore_index: Label excluded from loss and metrics.
-        seed: Random seed (initialisation, order, augmentation).
+        lr: Peak learning rate; default 1e-3 for adam/adamw, 1e-2 for sgd.
+        schedule: Decay after the warm-up: "poly", "cosine" or "constant".
+        warmup_epochs: Linear warm-up length in epochs.
+        epochs: Epochs in total (a resumed run trains up to this many).
+        batch_size: Crops per step (all GPUs together).
         freeze_backbone: Train ASPP, decoder and head only.
-        backbone_bn: "frozen" keeps backbone batch norm in inference mode; "train" updates it.
+        backbone_bn: "frozen" keeps backbone batch norm on its statistics (small batches,
+            pretrained weights); "train" updates it (large batches, or from scratch).
+        scale_range: Random rescale range (min, max) of the augmentation.
         val_every: Validate every N epochs (and after the last).
-    """
-
-    epochs: int
-    batch_size: int
-    loss: str = "ce"
-    class_weights: list[float] | None = None
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    schedule: str = "poly"
-    warmup_epochs: float = 0.0
-    ignore_index: int = 255
-    seed: int = 0
-    freeze_backbone: bool = False
-    backbone_bn: str = "frozen"
-    val_every: int = 1
-
-
-@dataclass
-class State:
-    """Progress of a run, saved inside last.keras.
-
-    Attributes:
-        step: Optimizer steps done.
-        history: One dict per finished epoch (the rows of history.csv).
-        best_miou: Best validation mIoU so far (-1 before any).
-        partial: Sums over the unfinished epoch's steps: loss, correct, valid, steps, seconds.
-        settings: The run's `Settings` as a dict.
-        run: The command's identifying options (data folders, model), compared on resume.
-        rng: Random-generator states of the model's layers (dropout), which Keras does not
-            save with the weights; a resumed run draws the same dropout masks.
-    """
-
-    step: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_miou: float = -1.0
-    partial: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-    run: dict = field(default_factory=dict)
-    rng: dict = field(default_factory=dict)
-
-
-# === Model set-up ===
-
-
-def is_backbone_layer(name: str) -> bool:
-    """Whether a layer belongs to the MobileNetV2 backbone (keras.applications names)."""
-    return _BACKBONE_LAYER.fullmatch(name) is not None
-
-
-def configure_trainable(model: keras.Model, freeze_backbone: bool = False, backbone_bn: str = "frozen") -> None:
-    """Choose what trains, in place.
-
-    A Keras BatchNormalization layer with `trainable = False` runs in inference mode (moving
-    statistics) and keeps gamma/beta fixed.
-
-    Args:
-        model: A DeepLab model.
-        freeze_backbone: Freeze every backbone layer.
-        backbone_bn: "frozen" (inference-mode backbone batch norm) or "train".
-    """
-    for layer in model.layers:
-        backbone = is_backbone_layer(layer.name)
-        batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-        if backbone and freeze_backbone:
-            layer.trainable = False
-        elif batch_norm and (layer.name == POOLING_BN or (backbone and backbone_bn == "frozen")):
-            layer.trainable = False
-        else:
-            layer.trainable = True
-
-
-def resize_model(model: keras.Model, input_size: tuple[int, int]) -> DeepLab:
-    """The same DeepLab model, rebuilt for another static input size with the same weights.
-
-    No weight depends on the input size (image pooling averages whatever grid it gets), so
-    a model trained on crops runs at any deployment size.
-
-    Args:
-        model: A DeepLab model (with its ModelConfig).
-        input_size: New (height, width).
+        resume: Continue the interrupted run in `out`; every other argument but `epochs`
+            must be as it was.
+        seed: Random seed: model initialisation, data order, augmentation.
+        mixed_precision: Train in mixed float16; default: on when training on GPUs.
+        cache: Keep the decoded training images in memory; default: when they take at most
+            a quarter of it.
+        reporter: An `edgeseg.loop.Reporter` for progress; default: one printed line per epoch.
 
     Returns:
-        A new DeepLab model; `model` itself is unchanged.
+        The `TrainResult`.
 
     Raises:
-        EdgesegError: a model without an edgeseg config, or a size the config rejects.
+        EdgesegError: a bad argument (`ParameterError`, naming it), a bad file in the
+            dataset (naming it), or a run folder that does not fit `resume`.
+        KeyboardInterrupt: after last.keras is saved, on Ctrl-C.
     """
-    config = config_of(model)
-    if config is None:
-        raise EdgesegError(f"model {model.name} was not built by edgeseg, so it cannot be rebuilt at "
-                           "another input size")  # fmt: skip
-    resized = DeepLab(config.replace(input_size=tuple(int(v) for v in input_size)), name=model.name)
-    resized.set_weights(model.get_weights())
-    return resized
+    # === Arguments, checked before any work ===
+    settings = Settings(epochs=epochs, batch_size=batch_size, loss=loss, optimizer=optimizer, lr=lr,
+                        schedule=schedule, warmup_epochs=warmup_epochs, ignore_index=ignore_index, seed=seed,
+                        freeze_backbone=freeze_backbone, backbone_bn=backbone_bn, val_every=val_every)  # fmt: skip
+    out = Path(out)
+    _check_run_folder(out, resume)
+    if (val_images is None) != (val_masks is None):
+        raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
+    names = class_names(classes) if classes is not None else None
+    model = _model_argument(model, names, backbone_weights, resume)
+    crop = _check_size(input_size)
+    scales = _check_scale_range(scale_range)
+    if names is not None:
+        check_ignore_index(ignore_index, len(names))
+
+    from edgeseg import require_tensorflow  # noqa: PLC0415
+
+    tf = require_tensorflow()
+    from edgeseg.losses import class_weighting, parse_class_weights  # noqa: PLC0415 - needs TensorFlow
+
+    weighting = class_weighting(loss, class_weights)
+    if names is not None and not isinstance(weighting, str):
+        parse_class_weights(weighting, len(names))  # the count, before any work
+    run = {**{key: value for key, value in asdict(settings).items() if key not in ("epochs", "class_weights")},
+           "class_weights": weighting, "images": _resolved(images), "masks": _resolved(masks),
+           "val_images": _resolved(val_images), "val_masks": _resolved(val_masks), "classes": names,
+           "input_size": list(crop) if crop else None, "scale_range": list(scales),
+           "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+           **_model_identity(model)}  # fmt: skip
+    if mixed_precision is None:
+        mixed_precision = bool(tf.config.list_physical_devices("GPU"))
+    return _train(model, run, settings, out, resume, mixed_precision, cache, reporter)
 
 
-# === Optimizer and schedule ===
+def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_precision: bool, cache, reporter):
+    """The run itself, once the arguments are checked (TensorFlow is imported)."""
+    import keras  # noqa: PLC0415
 
+    from edgeseg import loop  # noqa: PLC0415
+    from edgeseg.datasets import scan_dataset  # noqa: PLC0415
+    from edgeseg.losses import weights_for  # noqa: PLC0415
+    from edgeseg.pipeline import Augmentation, TrainingData  # noqa: PLC0415
 
-def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
-    """Adam, AdamW (decoupled weight decay 0.01) or SGD (Nesterov momentum 0.9, decay 4e-5).
-
-    Batch-norm parameters and biases are excluded from weight decay.
-
-    Raises:
-        EdgesegError: an unknown name.
-    """
-    if name == "adam":
-        optimizer = keras.optimizers.Adam(lr)
-    elif name == "adamw":
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=0.01)
-    elif name == "sgd":
-        optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
-    else:
-        raise EdgesegError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if name != "adam":
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
-
-
-def learning_rate(step: int, total_steps: int, lr: float, schedule: str, warmup_steps: int = 0) -> float:
-    """Learning rate at optimizer step `step` (0-based).
-
-    Linear warm-up from lr / 100 to lr over `warmup_steps`, then `schedule` over the rest:
-    poly: lr * (1 - t) ** 0.9; cosine: lr * (1 + cos(pi t)) / 2; constant: lr, where t goes
-    from 0 to 1 over the steps after the warm-up.
-
-    Raises:
-        EdgesegError: an unknown schedule.
-    """
-    if schedule not in SCHEDULES:
-        raise EdgesegError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if step < warmup_steps:
-        return lr * (0.01 + 0.99 * step / warmup_steps)
-    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-    if schedule == "poly":
-        return lr * (1.0 - progress) ** 0.9
-    if schedule == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return lr
-
-
-def optimizer_arrays(optimizer: keras.optimizers.Optimizer) -> dict[str, np.ndarray]:
-    """The optimizer's variables, keyed by position and path."""
-    return {f"{index:05d}|{variable.path}": np.asarray(variable.numpy())
-            for index, variable in enumerate(optimizer.variables)}  # fmt: skip
-
-
-def restore_optimizer(optimizer: keras.optimizers.Optimizer, variables: list, arrays: dict) -> None:
-    """Build `optimizer` for `variables` and load the values from `optimizer_arrays`.
-
-    Raises:
-        EdgesegError: the saved state does not fit (different trainable layers).
-    """
-    optimizer.build(variables)
-    saved = [arrays[key] for key in sorted(arrays)]
-    if len(saved) != len(optimizer.variables) or any(
-        tuple(array.shape) != tuple(variable.shape) for array, variable in zip(saved, optimizer.variables)
-    ):
-        raise EdgesegError("the optimizer state in last.keras does not fit this model's trainable "
-                           "layers; resume with the options of the interrupted run")  # fmt: skip
-    for array, variable in zip(saved, optimizer.variables):
-        variable.assign(array)
-
-
-# === Checkpoints ===
-
-
-def _rng_variables(model: keras.Model) -> dict:
-    # Keyed by layer name and position: Keras numbers generator names per process.
-    found = {}
-    for layer in model.layers:
-        states = [v for v in layer.variables if v.path.endswith("seed_generator_state")]
-        found.update({f"{layer.name}/{index}": variable for index, variable in enumerate(states)})
-    return found
-
-
-def rng_state(model: keras.Model) -> dict[str, list[int]]:
-    """The state of every random generator in `model` (e.g. dropout), JSON-ready."""
-    return {name: [int(v) for v in variable.numpy()] for name, variable in _rng_variables(model).items()}
-
-
-def restore_rng_state(model: keras.Model, saved: dict[str, list[int]]) -> None:
-    """Put back the generator states of `rng_state` (names that no longer exist are skipped)."""
-    for name, variable in _rng_variables(model).items():
-        if name in saved:
-            variable.assign(np.asarray(saved[name], dtype=variable.dtype))
-
-
-
-def save_checkpoint(model: keras.Model, path: Path, state: State, optimizer=None) -> Path:
-    """Save `model` with the training state (and optimizer variables) atomically."""
-    state.rng = rng_state(model)
-    with atomic_path(path) as temp:
-        model.save(temp)
-        with zipfile.ZipFile(temp, "a") as archive:
-            archive.writestr(STATE_MEMBER, json.dumps(asdict(state), indent=1))
-            if optimizer is not None:
-                buffer = io.BytesIO()
-                np.savez(buffer, **optimizer_arrays(optimizer))
-                archive.writestr(OPTIMIZER_MEMBER, buffer.getvalue())
-    return path
-
-
-def load_checkpoint(path: Path) -> tuple[keras.Model, State, dict | None]:
-    """Load last.keras: the model, its `State`, and the optimizer arrays (or None).
-
-    Raises:
-        EdgesegError: a missing file or one without training state.
-    """
-    if not path.is_file():
-        raise EdgesegError(f"nothing to resume: {path} does not exist")
-    model = load_model(path)
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if STATE_MEMBER not in names:
-            raise EdgesegError(f"{path} has no training state; it was not written by edgeseg train")
-        state = State(**json.loads(archive.read(STATE_MEMBER)))
-        arrays = None
-        if OPTIMIZER_MEMBER in names:
-            with np.load(io.BytesIO(archive.read(OPTIMIZER_MEMBER))) as loaded:
-                arrays = {key: loaded[key] for key in loaded.files}
-    return model, state, arrays
-
-
-# === The loop ===
-
-
-@dataclass
-class Reporter:
-    """Where the loop reports progress (the command plugs a rich progress bar in).
-
-    Attributes:
-        epoch_start: (epoch, epochs, steps) at the start of an epoch.
-        step: (steps done in the epoch, mean loss so far) after each step.
-        epoch_end: (history row, is_best) after each epoch.
-        message: A line of text.
-    """
-
-    epoch_start: Callable[[int, int, int], None] = lambda epoch, epochs, steps: None
-    step: Callable[[int, float], None] = lambda done, loss: None
-    epoch_end: Callable[[dict, bool], None] = lambda row, best: None
-    message: Callable[[str], None] = print
-
-
-def strategy_and_precision():
-    """MirroredStrategy over every GPU with mixed float16, or the default strategy on CPU.
-
-    Returns:
-        (strategy, mixed): the tf.distribute strategy and whether mixed precision is on.
-    """
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return tf.distribute.get_strategy(), False
-    return tf.distribute.MirroredStrategy(), True
-
-
-def train(model: keras.Model, data: TrainingData, val: DatasetInfo | None, num_classes: int,
-          settings: Settings, out_dir: Path, state: State, optimizer_state: dict | None = None,
-          eval_size: tuple[int, int] | None = None, strategy=None,
-          reporter: Reporter = Reporter(), on_step: Callable[[int], None] | None = None) -> State:  # fmt: skip
-    """Train `model` for the epochs `state` has not done yet, checkpointing every epoch.
-
-    Args:
-        model: A DeepLab model at the training crop size, created under `strategy`'s scope.
-        data: The training batches.
-        val: The checked validation set, or None.
-        num_classes: C.
-        settings: How to train.
-        out_dir: The run folder.
-        state: Where the run is (a fresh `State()` for a new run).
-        optimizer_state: Optimizer arrays from last.keras when resuming.
-        eval_size: Input size of best.keras (defaults to the training size).
-        strategy: A tf.distribute strategy (default: the current one).
-        reporter: Progress callbacks.
-        on_step: Called with the global step after every optimizer step (tests use it to
-            simulate Ctrl-C).
-
-    Returns:
-        The final `State`.
-
-    Raises:
-        KeyboardInterrupt: after saving last.keras, when the user presses Ctrl-C.
-    """
-    strategy = strategy or tf.distribute.get_strategy()
+    strategy = loop.default_strategy()
     replicas = strategy.num_replicas_in_sync
-    steps_per_epoch = data.steps_per_epoch
-    total_steps = steps_per_epoch * settings.epochs
-    warmup_steps = int(round(settings.warmup_epochs * steps_per_epoch))
-    eval_size = tuple(eval_size or config_of(model).input_size)
-    loss_fn = make_loss(settings.loss, settings.ignore_index, settings.class_weights)
-    configure_trainable(model, settings.freeze_backbone, settings.backbone_bn)
-    restore_rng_state(model, state.rng)
-
-    with strategy.scope():
-        optimizer = make_optimizer(settings.optimizer, settings.lr)
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        variables = model.trainable_variables
-        if optimizer_state is not None:
-            restore_optimizer(optimizer, variables, optimizer_state)
-        else:
-            optimizer.build(variables)
-        global_step = tf.Variable(state.step, dtype=tf.int64, trainable=False, name="global_step")
-
-    def replica_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = loss_fn(labels, logits)
-            scaled = optimizer.scale_loss(loss / replicas)
-        gradients = tape.gradient(scaled, variables)
-        optimizer.apply(gradients, variables)
-        correct, valid = _pixel_counts(labels, logits, settings.ignore_index)
-        return loss, correct, valid
-
-    @tf.function
-    def train_step(images, labels):
-        loss, correct, valid = strategy.run(replica_step, (images, labels))
-        # Counted in the same graph as the weight update: a Ctrl-C never separates the two.
-        global_step.assign_add(1)
-        mean = tf.distribute.ReduceOp.MEAN
-        total = tf.distribute.ReduceOp.SUM
-        return (strategy.reduce(mean, loss, None), strategy.reduce(total, correct, None),
-                strategy.reduce(total, valid, None))  # fmt: skip
-
-    saved_steps = state.settings.get("steps_per_epoch")
-    if saved_steps is not None and saved_steps != steps_per_epoch:
-        raise EdgesegError(f"cannot resume: an epoch now has {steps_per_epoch} steps, the interrupted run had "
-                           f"{saved_steps}; the training images or --batch-size changed")  # fmt: skip
-    state.settings = {**asdict(settings), "steps_per_epoch": steps_per_epoch}
-    val_model = None
-    last_path, best_path = out_dir / "last.keras", out_dir / "best.keras"
-    try:
-        for epoch in range(len(state.history), settings.epochs):
-            done = int(global_step.numpy()) - epoch * steps_per_epoch
-            if done <= 0 or not state.partial:
-                state.partial = {"loss": 0.0, "correct": 0, "valid": 0, "steps": 0, "seconds": 0.0}
-            partial = state.partial
-            reporter.epoch_start(epoch, settings.epochs, steps_per_epoch)
-            started = time.perf_counter()
-            seconds_before = partial["seconds"]
-            dataset = data.epoch(epoch, skip_batches=max(done, 0))
-            if replicas > 1:
-                dataset = strategy.experimental_distribute_dataset(dataset)
-            for images, labels in dataset:
-                step = int(global_step.numpy())
-                optimizer.learning_rate = learning_rate(step, total_steps, settings.lr, settings.schedule,
-                                                        warmup_steps)  # fmt: skip
-                loss, correct, valid = train_step(images, labels)
-                partial["loss"] += float(loss)
-                partial["correct"] += int(correct)
-                partial["valid"] += int(valid)
-                partial["steps"] += 1
-                partial["seconds"] = seconds_before + time.perf_counter() - started
-                state.step = step + 1
-                reporter.step(state.step - epoch * steps_per_epoch, partial["loss"] / partial["steps"])
-                if on_step:
-                    on_step(state.step)
-            state.step = int(global_step.numpy())
-            row = {
-                "epoch": epoch + 1,
-                "lr": learning_rate(state.step - 1, total_steps, settings.lr, settings.schedule, warmup_steps),
-                "loss": partial["loss"] / max(partial["steps"], 1),
-                "train_accuracy": partial["correct"] / max(partial["valid"], 1),
-                "val_miou": float("nan"),
-                "val_pixel_accuracy": float("nan"),
-                "seconds": partial["seconds"],
-            }
-            validate = val is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs)
-            is_best = False
-            if validate or val is None:
-                if val_model is None:
-                    val_model = resize_model(model, eval_size)
-                    configure_trainable(val_model, settings.freeze_backbone, settings.backbone_bn)
-                else:
-                    val_model.set_weights(model.get_weights())
-                refresh_batch_norm(val_model, data.frames(eval_size, BN_REFRESH_IMAGES))
-            if validate:
-                result = evaluate(KerasSegmenter(val_model), val, num_classes, settings.ignore_index)
-                row["val_miou"] = result.metrics.miou
-                row["val_pixel_accuracy"] = result.metrics.pixel_accuracy
-                is_best = row["val_miou"] > state.best_miou
-            elif val is None:
-                is_best = True  # no validation set: best.keras follows the latest epoch
-            if is_best:
-                state.best_miou = row["val_miou"] if validate else state.best_miou
-                save_model(val_model, best_path)
-            state.history.append(row)
-            state.partial = {}
-            save_checkpoint(model, last_path, state, optimizer)
-            write_history(state.history, out_dir / "history.csv")
-            draw_curves(state.history, out_dir / "curves.png")
-            reporter.epoch_end(row, is_best)
-    except KeyboardInterrupt:
-        state.step = int(global_step.numpy())
-        save_checkpoint(model, last_path, state, optimizer)
-        reporter.message(f"interrupted at step {state.step}: saved {last_path}; continue with --resume")
-        raise
-    return state
+    if settings.batch_size % replicas:
+        raise ParameterError(f"{{batch_size}} {settings.batch_size} does not split over {replicas} GPUs; "
+                             "use a multiple of it", "batch_size")  # fmt: skip
+    reporter = reporter or _printing_reporter(settings.epochs)
+    keras.utils.set_random_seed(settings.seed)
+    with _precision("mixed_float16" if mixed_precision else None):
+        with strategy.scope():  # models are made in the strategy's scope, trained by it outside
+            net, state, optimizer_state, run = _starting_point(model, run, settings.epochs, out, resume)
+        names, ignore = run["classes"], settings.ignore_index
+        check_ignore_index(ignore, len(names))
+        train_info = scan_dataset(run["images"], run["masks"], len(names), ignore, "training")
+        val_info = scan_dataset(run["val_images"], run["val_masks"], len(names), ignore, "validation") \
+            if run["val_images"] else None  # fmt: skip
+        weights = weights_for(run["class_weights"], train_info.counts, train_info.image_pixels)
+        settings.class_weights = None if weights is None else [float(w) for w in weights]
+        with strategy.scope():
+            net = _at_crop_size(net if net is not None else _build(model, run), run["input_size"])
+        crop = tuple(net.input.shape[1:3])
+        eval_size = val_info.common_size if val_info and val_info.common_size else crop
+        out.mkdir(exist_ok=True)
+        write_classes_json(out, names, ignore, eval_size)
+        data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed,
+                            Augmentation(scale_range=tuple(run["scale_range"])), cache)  # fmt: skip
+        if resume:
+            reporter.message(f"resuming {out} at epoch {len(state.history) + 1}, step {state.step}")
+        state.run = run
+        state = loop.fit(net, data, val_info, len(names), settings, out, state, optimizer_state, eval_size,
+                         strategy, reporter)  # fmt: skip
+    return TrainResult(out, names, state.history, state.step)
 
 
-def refresh_batch_norm(model: keras.Model, batches) -> int:
-    """Set the moving statistics of the trainable batch-norm layers to their batch average.
+# === Checks before any work ===
 
-    Two things make the moving averages (momentum 0.99) wrong for inference: after a few
-    hundred steps they still carry their initial values, and they describe augmented crops
-    (rescaled, padded with grey), not the whole frames the model will see. Averaging the
-    batch statistics of whole training images at the deployment size, with the final
-    weights ("precise BN"), fixes both; on CamVid it lifted inference-mode pixel accuracy
-    from 53% to 66% early in training, level with training mode.
 
-    Args:
-        model: The model to update, with `configure_trainable` applied (frozen layers stay
-            untouched).
-        batches: Iterable of (images, anything): images (B, H, W, 3) float32, normalised.
+def _check_run_folder(out: Path, resume: bool) -> None:
+    """A new run needs a folder without a run in it; resuming needs the interrupted run's last.keras."""
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{{out}} {out} is a file; give a folder for the run", "out")
+    last = out / "last.keras"
+    if resume and not last.is_file():
+        raise EdgesegError(f"nothing to resume: {last} does not exist")
+    if not resume and last.exists():
+        raise ParameterError(f"{out} already holds a run (last.keras); continue it with {{resume}} or choose "
+                             "another {out}", "resume", "out")  # fmt: skip
+    if not out.parent.is_dir():
+        raise EdgesegError(f"folder {out.parent} does not exist; create it first")
 
-    Returns:
-        The number of batches used.
+
+def _model_argument(model, names: list[str] | None, backbone_weights, resume: bool):
+    """`model` as a `ModelConfig`, the Path of a .keras file, a built Keras model, or None (resuming)."""
+    if model is None:
+        if not resume:
+            raise ParameterError("give a {model} to train (None only continues a run, with {resume})",
+                                 "model", "resume")  # fmt: skip
+        return None
+    if isinstance(model, str) and model in PRESETS and names is None:
+        raise ParameterError(f"give {{classes}} to build preset {model!r}", "classes")
+    return model_argument(model, None if names is None else len(names), backbone_weights)
+
+
+def _check_size(input_size) -> tuple[int, int] | None:
+    if input_size is None:
+        return None
+    size = tuple(input_size)
+    if len(size) != 2 or not all(isinstance(v, numbers.Integral) and v > 0 for v in size):
+        raise ParameterError(f"{{input_size}} {input_size!r} is not (height, width) in pixels", "input_size")
+    return size
+
+
+def _check_scale_range(scale_range) -> tuple[float, float]:
+    low, high = (float(v) for v in scale_range) if len(scale_range) == 2 else (0.0, 0.0)
+    if not 0 < low <= high:
+        raise ParameterError(f"{{scale_range}} {_shown(list(scale_range))} needs 0 < MIN <= MAX", "scale_range")
+    return low, high
+
+
+def _resolved(path) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _shown(value) -> str:
+    """A run argument as the user wrote it: lists as comma-separated values."""
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+# === The starting point ===
+
+
+def _model_identity(model) -> dict:
+    """The run arguments that describe the model: its file, or its architecture.
+
+    The number of classes is left out (`classes` covers it), and so is the input size (the
+    run's `input_size`, the crop, covers it).
     """
-    layers = [layer for layer in model.layers
-              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]  # fmt: skip
-    momenta = [layer.momentum for layer in layers]
-    count = 0
+    if model is None:
+        return {}
+    if isinstance(model, Path):
+        return {"model": str(model.resolve())}
+    from edgeseg.model import config_of  # noqa: PLC0415 - TensorFlow is imported by now
+
+    config = model if isinstance(model, ModelConfig) else config_of(model)
+    if config is None:
+        raise EdgesegError(f"model {model.name} was not built by edgeseg; start from a preset instead")
+    return {key: value for key, value in config.to_dict().items() if key not in ("num_classes", "input_size")}
+
+
+def _starting_point(model, run: dict, epochs: int, out: Path, resume: bool):
+    """The model to train (None: build it later), its `State`, optimizer arrays and the run.
+
+    Resuming, the run folder's last.keras and the interrupted run's arguments; otherwise the
+    given model, whose classes and the given ones are reconciled here.
+    """
+    from edgeseg.checkpoint import State, load_checkpoint  # noqa: PLC0415
+    from edgeseg.model import config_of, load_model  # noqa: PLC0415
+
+    if resume:
+        net, state, optimizer_state = load_checkpoint(out / "last.keras")
+        _check_resume(state, run, epochs, out)
+        return net, state, optimizer_state, state.run
+    net = load_model(model) if isinstance(model, Path) else None if isinstance(model, ModelConfig) else model
+    count = model.num_classes if net is None else config_of(net).num_classes
+    if run["classes"] is None:
+        run = {**run, "classes": [f"class {index}" for index in range(count)]}
+    elif count != len(run["classes"]):
+        described = model if isinstance(model, Path) else model.preset if net is None else net.name
+        raise EdgesegError(f"model {described} has {count} classes but {len(run['classes'])} are given")
+    return net, State(), None, run
+
+
+def _check_resume(state, run: dict, epochs: int, out: Path) -> None:
+    """Refuse to resume with arguments other than the interrupted run's (except `epochs`)."""
+    saved = state.run
+    changed = [key for key in run if saved.get(key) != run[key] and not (key == "classes" and run[key] is None)]
+    if changed:
+        described = ", ".join(f"{{{key}}} {_shown(run[key])} (was {_shown(saved.get(key))})" for key in changed)
+        raise ParameterError(f"{{resume}} with options that differ from the interrupted run: {described}; only "
+                             "{epochs} may change", "resume", "epochs", *changed)  # fmt: skip
+    if epochs <= len(state.history):
+        raise ParameterError(f"the run in {out} has already trained {len(state.history)} epochs; pass a larger "
+                             "{epochs} to train further", "epochs")  # fmt: skip
+
+
+def _build(config: ModelConfig, run: dict):
+    """Build the configured model at the training size, with the run's backbone weights."""
+    from edgeseg.model import build_model  # noqa: PLC0415
+
+    size = tuple(run["input_size"] or config.input_size)
+    return build_model(config.replace(input_size=size), backbone_weights=run["backbone_weights"])
+
+
+def _at_crop_size(net, input_size: list[int] | None):
+    """`net` rebuilt for the training crops (same weights), unless it already takes them."""
+    from edgeseg.model import resize_model  # noqa: PLC0415
+
+    if input_size is None or tuple(net.input.shape[1:3]) == tuple(input_size):
+        return net
+    return resize_model(net, input_size)
+
+
+@contextlib.contextmanager
+def _precision(policy: str | None):
+    """Build and train under Keras dtype `policy` (None: the current one); the previous one after."""
+    import keras  # noqa: PLC0415
+
+    previous = keras.mixed_precision.global_policy()
+    if policy is not None:
+        keras.mixed_precision.set_global_policy(policy)
     try:
-        for images, _ in batches:
-            count += 1
-            for layer in layers:
-                # Momentum 1 - 1/k makes the k-th update a running mean of the k batches.
-                layer.momentum = 1.0 - 1.0 / count
-            model(images, training=True)
+        yield
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-    return count
+        keras.mixed_precision.set_global_policy(previous)
 
 
-def _pixel_counts(labels, logits, ignore_index: int):
-    """Correct and non-ignored pixels of a batch, logits resized as in the loss."""
-    labels = tf.cast(labels, tf.int32)
-    predicted = tf.argmax(resize_logits(logits, labels.shape[1:3]), axis=-1, output_type=tf.int32)
-    valid = tf.not_equal(labels, ignore_index)
-    correct = tf.logical_and(valid, tf.equal(predicted, labels))
-    return tf.reduce_sum(tf.cast(correct, tf.int64)), tf.reduce_sum(tf.cast(valid, tf.int64))
+def _printing_reporter(epochs: int):
+    from edgeseg.history import epoch_line  # noqa: PLC0415
+    from edgeseg.loop import Reporter  # noqa: PLC0415
 
-
-# === History and curves ===
-
-HISTORY_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_miou", "val_pixel_accuracy", "seconds")
-
-
-def write_history(history: list[dict], path: Path) -> None:
-    """history.csv, one row per epoch (empty cells where validation did not run)."""
-    with atomic_path(path) as temp:
-        with open(temp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(HISTORY_COLUMNS)
-            for row in history:
-                writer.writerow(["" if isinstance(row[key], float) and math.isnan(row[key]) else
-                                 (f"{row[key]:.6g}" if isinstance(row[key], float) else row[key])
-                                 for key in HISTORY_COLUMNS])  # fmt: skip
-
-
-def draw_curves(history: list[dict], path: Path) -> None:
-    """curves.png: training loss (left), training accuracy and validation mIoU (right)."""
-    width, height, margin = 900, 360, 50
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    epochs = [row["epoch"] for row in history]
-    panels = [
-        ("training loss", [("loss", [row["loss"] for row in history], (200, 80, 0))]),
-        ("accuracy", [("train accuracy", [row["train_accuracy"] for row in history], (0, 150, 0)),
-                             ("val mIoU", [row["val_miou"] for row in history], (0, 0, 220))]),
-    ]  # fmt: skip
-    panel_width = width // 2
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for index, (title, series) in enumerate(panels):
-        left, right = index * panel_width + margin, (index + 1) * panel_width - 20
-        top, bottom = 40, height - margin
-        values = [v for _, ys, _ in series for v in ys if math.isfinite(v)]
-        low, high = (min(values), max(values)) if values and index == 0 else (0.0, 1.0)
-        if high - low < 1e-9:
-            low, high = low - 0.5, high + 0.5
-        cv2.rectangle(canvas, (left, top), (right, bottom), (0, 0, 0), 1)
-        cv2.putText(canvas, title, (left, 25), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-        for fraction in (0.0, 0.5, 1.0):
-            y = int(bottom - fraction * (bottom - top))
-            cv2.putText(canvas, f"{low + fraction * (high - low):.3g}", (left - 45, y + 4), font, 0.35,
-                        (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
-        first, last = (epochs[0], epochs[-1]) if epochs else (0, 1)
-        for epoch in sorted({first, last}):
-            x = left if last == first else int(left + (epoch - first) / (last - first) * (right - left))
-            cv2.putText(canvas, str(epoch), (x - 5, bottom + 16), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(canvas, "epoch", ((left + right) // 2 - 20, bottom + 34), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-
-        def point(epoch, value):
-            x = left if last == first else left + (epoch - first) / (last - first) * (right - left)
-            return int(x), int(bottom - (value - low) / (high - low) * (bottom - top))
-
-        for number, (name, ys, color) in enumerate(series):
-            points = [point(e, v) for e, v in zip(epochs, ys) if math.isfinite(v)]
-            for a, b in zip(points, points[1:]):
-                cv2.line(canvas, a, b, color, 2, cv2.LINE_AA)
-            for p in points:
-                cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
-            cv2.putText(canvas, name, (right - 130 * (len(series) - number), 25), font, 0.45, color, 1, cv2.LINE_AA)
-    with atomic_path(path) as temp:
-        cv2.imwrite(str(temp), canvas)
+    return Reporter(epoch_end=lambda row, best: print(epoch_line(row, epochs, best)))

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import EdgesegError
+from runtime.images import IMAGE_SUFFIXES, image_files
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 RECONNECT_ATTEMPTS = 5
 RECONNECT_DELAY_S = 1.0
@@ -291,7 +291,7 @@ class ImageFolderSource:
         folder = Path(folder)
         if not folder.is_dir():
             raise EdgesegError(f"image folder not found: {folder}")
-        self._paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        self._paths = image_files(folder)
         if not self._paths:
             raise EdgesegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
         self.description = str(folder)

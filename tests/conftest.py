@@ -7,6 +7,8 @@ networks converted with `tf.lite.TFLiteConverter`, built on first use, once per 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +52,34 @@ def camvid() -> Path:
     if not CAMVID.is_dir():
         pytest.skip(f"CamVid data not found at {CAMVID}")
     return CAMVID
+
+
+@pytest.fixture
+def x_display(monkeypatch):
+    """An X display for window tests: the session's own, else a virtual one (Xvfb) started here.
+
+    CI installs Xvfb (.ci/run), so window tests run there; they skip only on a machine with
+    neither a display nor Xvfb.
+    """
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        yield os.environ.get("DISPLAY") or os.environ["WAYLAND_DISPLAY"]
+        return
+    if shutil.which("Xvfb") is None:
+        pytest.skip("needs a display or Xvfb (apt-get install xvfb)")
+    # -displayfd: Xvfb picks a free display number and writes it to the pipe once it accepts clients.
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        number = pipe.readline().strip()
+    try:
+        assert number, f"Xvfb did not start (exit code {server.poll()})"
+        monkeypatch.setenv("DISPLAY", f":{number}")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 # === Tiny segmentation models ===

@@ -304,3 +304,41 @@ def test_trained_model_int8_agrees_with_float_on_camvid(trained_camvid_model, tm
     assert fidelity["float_miou"] > 0.1  # it learned something (one class everywhere scores < 0.05)
     assert abs(fidelity["miou_drop"]) < 0.02
     assert [row["class"] for row in fidelity["per_class"]] == list(CAMVID_CLASSES)
+
+
+# === Fidelity on labelled images: scored by edgeseg.metrics, an absent class is null ===
+
+
+def test_fidelity_scores_absent_classes_as_null(tiny_models, tmp_path):
+    from converters.report import fidelity_on_masks
+    from edgeseg.datasets import scan_dataset
+    from runtime.bench import synthetic_frame
+
+    classes = list(tiny_models.classes)
+    float_model = Segmenter(tiny_models["float32"], num_threads=1)  # as fidelity_on_masks below runs it
+    int8_model = Segmenter(tiny_models["int8"], num_threads=1)
+    for folder in ("images", "own", "ignored"):
+        (tmp_path / folder).mkdir()
+    predicted, int8_predicted = set(), set()
+    for seed in range(3):
+        frame = synthetic_frame((97, 129), seed=seed)
+        labels = float_model.segment(frame)  # the float model's own labels as the truth
+        predicted |= set(np.unique(labels).tolist())
+        int8_predicted |= set(np.unique(int8_model.segment(frame)).tolist())
+        cv2.imwrite(str(tmp_path / "images" / f"{seed}.png"), frame)
+        cv2.imwrite(str(tmp_path / "own" / f"{seed}.png"), labels)
+        cv2.imwrite(str(tmp_path / "ignored" / f"{seed}.png"), np.full(labels.shape, 255, np.uint8))
+
+    info = scan_dataset(tmp_path / "images", tmp_path / "own", len(classes), 255)
+    fidelity = fidelity_on_masks(tiny_models["float32"], tiny_models["int8"], info, classes, 255, 1)
+    assert fidelity["images"] == 3 and fidelity["float_miou"] == 1.0
+    for index, row in enumerate(fidelity["per_class"]):
+        assert row["float_iou"] == (1.0 if index in predicted else None), row
+        assert (row["converted_iou"] is None) == (index not in predicted | int8_predicted), row
+        assert (row["drop"] is None) == (row["float_iou"] is None or row["converted_iou"] is None), row
+    assert json.loads(json.dumps(fidelity)) == fidelity  # no NaN in the report
+
+    nothing = scan_dataset(tmp_path / "images", tmp_path / "ignored", len(classes), 255)
+    fidelity = fidelity_on_masks(tiny_models["float32"], tiny_models["int8"], nothing, classes, 255, 1)
+    assert (fidelity["float_miou"], fidelity["converted_miou"], fidelity["miou_drop"]) == (None, None, None)
+    assert all(row[key] is None for row in fidelity["per_class"] for key in ("float_iou", "converted_iou", "drop"))

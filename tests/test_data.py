@@ -1,4 +1,4 @@
-"""Dataset discovery, the checks before training, and the augmentation pipeline."""
+"""Class names and classes.json, dataset discovery, the checks before training, and the augmentation pipeline."""
 
 from pathlib import Path
 
@@ -6,16 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.data import (
-    CAMVID_COLORS,
-    Augmentation,
-    check_ignore_index,
-    class_colors,
-    classes_document,
-    find_pairs,
-    read_classes_file,
-    scan_dataset,
-)
+from edgeseg.classes import CAMVID_COLORS, check_ignore_index, class_colors, classes_document, read_classes_file
+from edgeseg.datasets import find_pairs, scan_dataset
 from runtime.errors import EdgesegError
 
 CAMVID = Path(__file__).resolve().parents[2] / "shared/data/camvid"
@@ -148,7 +140,7 @@ def test_camvid_scan():
 
 def _training_data(tmp_path, **kwargs):
     pytest.importorskip("tensorflow")
-    from edgeseg.data import TrainingData
+    from edgeseg.pipeline import TrainingData
 
     images, masks = make_dataset(tmp_path, count=5)
     info = scan_dataset(images, masks, 3, 255)
@@ -182,6 +174,9 @@ def test_epochs_replay_exactly_and_resume_part_way(tmp_path):
 
 def test_flips_and_crops_keep_images_and_masks_aligned(tmp_path):
     # No scaling, no colour jitter: the red channel must still encode the label everywhere.
+    pytest.importorskip("tensorflow")
+    from edgeseg.pipeline import Augmentation
+
     plain = Augmentation(scale_range=(1.0, 1.0), brightness=0, contrast=0, saturation=0)
     data = _training_data(tmp_path, augmentation=plain)
     for epoch in range(3):
@@ -193,6 +188,9 @@ def test_flips_and_crops_keep_images_and_masks_aligned(tmp_path):
 
 
 def test_crops_larger_than_the_image_are_padded_with_ignore(tmp_path):
+    pytest.importorskip("tensorflow")
+    from edgeseg.pipeline import Augmentation
+
     plain = Augmentation(scale_range=(0.5, 0.5), flip=False, brightness=0, contrast=0, saturation=0)
     data = _training_data(tmp_path, crop_size=(32, 48), augmentation=plain)
     images, labels = next(iter(data.epoch(0)))
@@ -212,3 +210,30 @@ def test_whole_frames_for_batch_norm_statistics(tmp_path):
         np.testing.assert_allclose(images.numpy()[index], (stored - 127.5) / 127.5, atol=1e-6)
     resized, _ = next(iter(data.frames((10, 15), count=2)))
     assert resized.shape == (2, 10, 15, 3)
+
+
+def _jpeg_rotated_by_exif(path: Path, image: np.ndarray) -> None:
+    """Write `image` as a JPEG whose EXIF orientation tag (6) says "rotate 90 degrees to display"."""
+    import struct
+
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    tiff = b"II" + struct.pack("<HIH", 42, 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<I", 0)
+    exif = b"Exif\x00\x00" + tiff
+    data = encoded.tobytes()
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+
+
+def test_images_are_read_as_stored_so_exif_rotation_cannot_misalign_masks(tmp_path):
+    from edgeseg.datasets import read_pair
+
+    images, masks = make_dataset(tmp_path, count=1)
+    stored = cv2.imread(str(images / "frame_0.png"))
+    (images / "frame_0.png").unlink()
+    _jpeg_rotated_by_exif(images / "frame_0.jpg", stored)
+    assert cv2.imread(str(images / "frame_0.jpg")).shape == (30, 20, 3)  # what an EXIF-aware reader shows
+    info = scan_dataset(images, masks, 3, 255)
+    assert info.sizes == [(20, 30)]
+    image, mask = read_pair(info.images[0], info.masks[0])
+    assert image.shape == (20, 30, 3) and mask.shape == (20, 30)
+    # The stored pixels: what the EXIF-aware reader showed, turned back by the 90 degrees it applied.
+    np.testing.assert_array_equal(image, np.rot90(cv2.imread(str(images / "frame_0.jpg")), 1))

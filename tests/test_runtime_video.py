@@ -297,7 +297,7 @@ def test_cv2_gui_detection(monkeypatch, info, expected):
     assert display.cv2_has_gui() is expected
 
 
-@pytest.mark.skipif(not display.display_available(), reason="needs a display (e.g. Xvfb :99 and DISPLAY=:99)")
+@pytest.mark.usefixtures("x_display")
 def test_tk_window_shows_frames_and_quits_on_q():
     pytest.importorskip("tkinter")
     window = display.TkWindow("edgeseg test")

@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from edgeseg import training  # noqa: E402
+from edgeseg import checkpoint, loop, optimization  # noqa: E402
 from edgeseg.cli import app  # noqa: E402
+from edgeseg.model import resize_model  # noqa: E402
+from runtime.errors import EdgesegError  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CAMVID = SHARED / "data/camvid"
@@ -66,7 +68,9 @@ def test_train_writes_the_run_folder(camvid, tmp_path):
     result = runner.invoke(app, tiny_args(camvid, out, "--loss", "wce+dice", "--json"))
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["epochs"] == 2 and summary["steps"] == 6 and 0 <= summary["best_miou"] <= 1
+    assert summary["epochs"] == 2 and summary["steps"] == 6
+    scored = [row["val_miou"] for row in summary["history"]]
+    assert summary["best_miou"] == max(scored) and summary["best_epoch"] == 1 + scored.index(max(scored))
     for name in ("best.keras", "last.keras", "history.csv", "curves.png", "classes.json"):
         assert (out / name).is_file(), name
     rows = read_history(out / "history.csv")
@@ -80,9 +84,14 @@ def test_train_writes_the_run_folder(camvid, tmp_path):
     # best.keras is at the validation images' size, ready for eval and convert.
     best = load_model(out / "best.keras")
     assert tuple(best.input.shape[1:3]) == (360, 480) and config_of(best).backbone_alpha == 0.35
+    # best.keras is the model that scored best: scored again, it gives the same mIoU.
+    from edgeseg.evaluation import evaluate
+
+    again = evaluate(out / "best.keras", camvid / "val", camvid / "valannot").results[0].metrics.miou
+    assert again == pytest.approx(summary["best_miou"], abs=1e-6)
     with zipfile.ZipFile(out / "last.keras") as archive:
-        state = json.loads(archive.read(training.STATE_MEMBER))
-        assert training.OPTIMIZER_MEMBER in archive.namelist()
+        state = json.loads(archive.read(checkpoint.STATE_MEMBER))
+        assert checkpoint.OPTIMIZER_MEMBER in archive.namelist()
     assert state["step"] == 6 and len(state["history"]) == 2
     assert state["settings"]["class_weights"] is not None  # wce defaults to median frequency
 
@@ -96,7 +105,7 @@ def test_interrupted_run_resumes_where_it_stopped(camvid, tmp_path, monkeypatch)
     assert runner.invoke(app, tiny_args(camvid, straight)).exit_code == 0
 
     # Ctrl-C after step 4 of 6 (in the second epoch): last.keras is saved, exit code 130.
-    original = training.train
+    original = loop.fit
 
     def interrupted(*args, **kwargs):
         def press_ctrl_c(step):
@@ -104,15 +113,15 @@ def test_interrupted_run_resumes_where_it_stopped(camvid, tmp_path, monkeypatch)
                 raise KeyboardInterrupt
         return original(*args, **kwargs, on_step=press_ctrl_c)
 
-    monkeypatch.setattr(training, "train", interrupted)
+    monkeypatch.setattr(loop, "fit", interrupted)
     out = tmp_path / "resumed"
     result = runner.invoke(app, tiny_args(camvid, out))
     assert result.exit_code == 130, result.output
     assert "continue with --resume" in result.output
     with zipfile.ZipFile(out / "last.keras") as archive:
-        state = json.loads(archive.read(training.STATE_MEMBER))
+        state = json.loads(archive.read(checkpoint.STATE_MEMBER))
     assert state["step"] == 4 and len(state["history"]) == 1
-    monkeypatch.setattr(training, "train", original)
+    monkeypatch.setattr(loop, "fit", original)
 
     again = runner.invoke(app, tiny_args(camvid, out))
     assert again.exit_code == 1 and "--resume" in again.output  # refuses to overwrite the run
@@ -236,32 +245,32 @@ def test_batch_norm_that_sees_too_little_data_stays_in_inference_mode():
     import keras
 
     model = _tiny_model()
-    training.configure_trainable(model)
+    loop.configure_trainable(model)
     norms = {layer.name: layer.trainable for layer in model.layers
              if isinstance(layer, keras.layers.BatchNormalization)}  # fmt: skip
     assert norms["aspp_pool_bn"] is False  # normalises (B, 1, 1, C) over the batch alone
     assert norms["block_5_expand_BN"] is False and norms["bn_Conv1"] is False
     assert norms["aspp_conv_0_bn"] and norms["decoder_conv_1_bn"]
     assert model.get_layer("block_5_expand").trainable
-    training.configure_trainable(model, backbone_bn="train")
+    loop.configure_trainable(model, backbone_bn="train")
     assert model.get_layer("block_5_expand_BN").trainable and not model.get_layer("aspp_pool_bn").trainable
-    training.configure_trainable(model, freeze_backbone=True)
+    loop.configure_trainable(model, freeze_backbone=True)
     assert not model.get_layer("block_5_expand").trainable and model.get_layer("aspp_conv_0_conv").trainable
 
 
 def test_resize_model_keeps_the_weights():
     model = _tiny_model((65, 65))
-    resized = training.resize_model(model, (97, 129))
+    resized = resize_model(model, (97, 129))
     assert tuple(resized.input.shape[1:3]) == (97, 129) and tuple(resized.output.shape[1:3]) == (25, 33)
     for a, b in zip(model.get_weights(), resized.get_weights()):
         np.testing.assert_array_equal(a, b)
-    same = training.resize_model(model, (65, 65))
+    same = resize_model(model, (65, 65))
     image = np.random.default_rng(0).uniform(-1, 1, (1, 65, 65, 3)).astype(np.float32)
     np.testing.assert_allclose(model(image), same(image), atol=1e-6)
 
 
 def test_learning_rate_schedules():
-    lr = training.learning_rate
+    lr = optimization.learning_rate
     assert lr(0, 100, 0.1, "poly") == pytest.approx(0.1)
     assert lr(50, 100, 0.1, "poly") == pytest.approx(0.1 * 0.5**0.9)
     assert lr(50, 100, 0.1, "cosine") == pytest.approx(0.05)
@@ -276,16 +285,16 @@ def test_optimizer_state_round_trip():
     import tensorflow as tf
 
     variables = [tf.Variable(np.ones((2, 3), np.float32)), tf.Variable(np.zeros(3, np.float32))]
-    optimizer = training.make_optimizer("adamw", 0.01)
+    optimizer = optimization.make_optimizer("adamw", 0.01)
     optimizer.apply([tf.ones((2, 3)), tf.ones(3)], variables)
-    arrays = training.optimizer_arrays(optimizer)
-    fresh = training.make_optimizer("adamw", 0.01)
-    training.restore_optimizer(fresh, variables, arrays)
+    arrays = optimization.optimizer_arrays(optimizer)
+    fresh = optimization.make_optimizer("adamw", 0.01)
+    optimization.restore_optimizer(fresh, variables, arrays)
     for a, b in zip(optimizer.variables, fresh.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    other = training.make_optimizer("adamw", 0.01)
-    with pytest.raises(Exception, match="does not fit"):
-        training.restore_optimizer(other, variables[:1], arrays)
+    other = optimization.make_optimizer("adamw", 0.01)
+    with pytest.raises(EdgesegError, match="does not fit"):
+        optimization.restore_optimizer(other, variables[:1], arrays)
 
 
 # === Batch norm: the saved model in inference mode predicts as well as it trained ===
@@ -295,8 +304,8 @@ def test_optimizer_state_round_trip():
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="../shared/weights is absent")
 @pytest.mark.slow
 def test_overfit_frames_then_inference_mode_matches_training_mode(tmp_path):
-    from edgeseg.data import scan_dataset
-    from edgeseg.evaluation import evaluate, load_for_eval
+    from edgeseg.datasets import scan_dataset
+    from edgeseg.evaluation import load_for_eval, score
 
     # Four frames at a quarter of their size, batch 2: the small-batch case where batch norm
     # statistics go wrong (a prototype here trained to 97% and predicted 35%).
@@ -322,7 +331,7 @@ def test_overfit_frames_then_inference_mode_matches_training_mode(tmp_path):
 
     model = load_for_eval(out / "best.keras")
     info = scan_dataset(tmp_path / "img", tmp_path / "msk", 11, 11)
-    inference_accuracy = evaluate(model, info, 11, 11).metrics.pixel_accuracy
+    inference_accuracy = score(model, info, 11, 11).metrics.pixel_accuracy
     assert inference_accuracy >= train_accuracy - 0.03, (inference_accuracy, train_accuracy)
 
 
@@ -337,9 +346,12 @@ def test_mirrored_strategy_and_mixed_precision_paths(tmp_path):
         from pathlib import Path
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from edgeseg import training
-        from edgeseg.data import TrainingData, scan_dataset
+        from edgeseg import loop
+        from edgeseg.checkpoint import State
+        from edgeseg.datasets import scan_dataset
         from edgeseg.model import build_model
+        from edgeseg.pipeline import TrainingData
+        from edgeseg.settings import Settings
         from edgeseg.presets import get_config
         root = Path({str(tmp_path)!r})
         for folder in ("img", "msk"):
@@ -354,9 +366,9 @@ def test_mirrored_strategy_and_mixed_precision_paths(tmp_path):
         with strategy.scope():
             model = build_model(get_config(num_classes=3, input_size=(33, 33), backbone_alpha=0.35))
         data = TrainingData(info, (33, 33), 4, 255)
-        settings = training.Settings(epochs=1, batch_size=4, loss="wce+dice", class_weights=[1.0, 2.0, 3.0])
-        state = training.train(model, data, info, 3, settings, root, training.State(), strategy=strategy,
-                               reporter=training.Reporter(message=lambda text: None))
+        settings = Settings(epochs=1, batch_size=4, loss="wce+dice", class_weights=[1.0, 2.0, 3.0])
+        state = loop.fit(model, data, info, 3, settings, root, State(), strategy=strategy,
+                         reporter=loop.Reporter(message=lambda text: None))
         print("replicas", strategy.num_replicas_in_sync, "steps", state.step,
               "loss", state.history[0]["loss"], "policy", model.dtype_policy.name)
     """)

@@ -1,24 +1,36 @@
-"""The build options shared by `build`, `convert` and `train` (a contract: keep the names)."""
+"""The build options shared by `build`, `convert` and `train`, declared once (the flags are a contract).
+
+Each command names these parameters after the `ModelConfig` fields they set (`backbone_alpha`
+for `--alpha`), so an error from the library about `backbone_alpha` reads `--alpha` here.
+"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from edgeseg.commands._common import flag_of, typed
+from edgeseg.config import ModelConfig
+from edgeseg.presets import PRESETS, get_config
 from runtime.errors import EdgesegError
 
-Preset = Annotated[str, typer.Option("--preset", help="Model preset: deeplabv3plus_mnv2, "
-                                     "deeplabv3_mnv2 or deeplabv3plus_mnv2_shortcut.")]  # fmt: skip
-Classes = Annotated[Optional[int], typer.Option("--classes", help="Number of classes.")]
-InputSize = Annotated[Optional[str], typer.Option("--input-size", help="Input HEIGHTxWIDTH, e.g. 513x513 or 360x480.")]
-Alpha = Annotated[Optional[float], typer.Option("--alpha", help="Backbone width: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.")]
-OutputStride = Annotated[Optional[int], typer.Option("--output-stride", help="Backbone output stride: 8, 16 or 32.")]
+Preset = Annotated[str, typer.Option("--preset", help=f"Model preset: {', '.join(PRESETS)}.")]
+NumClasses = Annotated[Optional[int], typer.Option("--classes", help="Number of classes.")]
+InputSize = Annotated[Optional[str], typer.Option("--input-size", help="Input HEIGHTxWIDTH, e.g. 513x513 or 360x480 "
+                                                  "(train: the crop size; convert: a .keras model is rebuilt at it).")]  # fmt: skip
+BackboneAlpha = Annotated[Optional[float], typer.Option("--alpha", help="Backbone width: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.")]
+BackboneOutputStride = Annotated[Optional[int], typer.Option("--output-stride", help="Backbone output stride: 8, 16 or 32.")]
 AsppRates = Annotated[Optional[str], typer.Option("--aspp-rates", help="Atrous rates, e.g. 6,12,18, or 'none'.")]
 NoDecoder = Annotated[bool, typer.Option("--no-decoder", help="Drop the decoder (DeepLabV3).")]
 BackboneWeights = Annotated[str, typer.Option("--backbone-weights", help="imagenet (Keras download), none, "
                                               "or a MobileNetV2 .h5/.weights.h5 file.")]  # fmt: skip
+
+# What a saved model already fixes: refused beside one (its classes may be checked, its size changed).
+FIXED_BY_A_MODEL = {"preset": Preset, "backbone_alpha": BackboneAlpha, "backbone_output_stride": BackboneOutputStride,
+                    "aspp_rates": AsppRates, "no_decoder": NoDecoder, "backbone_weights": BackboneWeights}  # fmt: skip
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -40,14 +52,28 @@ def parse_rates(text: str) -> tuple[int, ...]:
         raise EdgesegError(f"ASPP rates {text!r} are not comma-separated integers (e.g. 6,12,18) or 'none'") from None
 
 
-def build_overrides(classes=None, input_size=None, alpha=None, output_stride=None,
-                    aspp_rates=None, no_decoder=False) -> dict:  # fmt: skip
-    """Turn CLI build options into ModelConfig overrides (only the ones given)."""
-    overrides = dict(num_classes=classes, backbone_alpha=alpha, backbone_output_stride=output_stride)
-    if input_size is not None:
-        overrides["input_size"] = parse_size(input_size)
-    if aspp_rates is not None:
-        overrides["aspp_rates"] = parse_rates(aspp_rates)
-    if no_decoder:
-        overrides["decoder"] = False
-    return {key: value for key, value in overrides.items() if value is not None}
+def model_config(preset: str, num_classes: int | None = None, input_size: str | None = None,
+                 backbone_alpha: float | None = None, backbone_output_stride: int | None = None,
+                 aspp_rates: str | None = None, no_decoder: bool = False) -> ModelConfig:  # fmt: skip
+    """The `ModelConfig` the build options describe: the preset with the options given."""
+    return get_config(
+        preset,
+        num_classes=num_classes,
+        input_size=parse_size(input_size) if input_size is not None else None,
+        backbone_alpha=backbone_alpha,
+        backbone_output_stride=backbone_output_stride,
+        aspp_rates=parse_rates(aspp_rates) if aspp_rates is not None else None,
+        decoder=False if no_decoder else None,
+    )
+
+
+def refuse_build_options(context: typer.Context, model: Path) -> None:
+    """Refuse build options typed beside a saved model, which already fixes them.
+
+    Raises:
+        EdgesegError: naming the options given.
+    """
+    given = [flag_of(hint, name) for name, hint in FIXED_BY_A_MODEL.items() if typed(context, name)]
+    if given:
+        raise EdgesegError(f"{', '.join(given)} build a model from a preset; {model} already fixes the "
+                           "architecture and weights")  # fmt: skip

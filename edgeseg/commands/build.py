@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from edgeseg.commands import _build_options as opts
-from edgeseg.commands._common import import_tensorflow, print_json, user_errors
-from edgeseg.presets import DEFAULT_PRESET, get_config
+from edgeseg.commands._common import print_json, user_errors
+from edgeseg.presets import DEFAULT_PRESET
 from runtime.atomic import check_output
 
 
@@ -17,25 +17,25 @@ from runtime.atomic import check_output
 def build(
     out: Annotated[Path, typer.Option("--out", help="Where to write the model (.keras).")],
     preset: opts.Preset = DEFAULT_PRESET,
-    classes: opts.Classes = None,
+    num_classes: opts.NumClasses = None,
     input_size: opts.InputSize = None,
-    alpha: opts.Alpha = None,
-    output_stride: opts.OutputStride = None,
+    backbone_alpha: opts.BackboneAlpha = None,
+    backbone_output_stride: opts.BackboneOutputStride = None,
     aspp_rates: opts.AsppRates = None,
     no_decoder: opts.NoDecoder = False,
     backbone_weights: opts.BackboneWeights = "imagenet",
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Build a model from a preset and save it as .keras."""
-    config = get_config(preset, **opts.build_overrides(classes, input_size, alpha, output_stride,
-                                                       aspp_rates, no_decoder))  # fmt: skip
+    config = opts.model_config(preset, num_classes, input_size, backbone_alpha, backbone_output_stride,
+                               aspp_rates, no_decoder)  # fmt: skip
     check_output(out, (".keras",))
-    import_tensorflow()
-    from edgeseg.model import build_model, save_model  # noqa: PLC0415 - needs TensorFlow
+    import edgeseg  # noqa: PLC0415 - its model functions import TensorFlow
+
+    model = edgeseg.build_model(config, backbone_weights=backbone_weights)
+    edgeseg.save_model(model, out)
     from edgeseg.summary import summarize  # noqa: PLC0415
 
-    model = build_model(config, backbone_weights=backbone_weights)
-    save_model(model, out)
     summary = {"out": str(out), **summarize(model)}
     if json_output:
         print_json(summary)

@@ -8,28 +8,29 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.commands import _build_options as opts
-from edgeseg.commands._common import import_tensorflow, print_json, user_errors
-from edgeseg.presets import DEFAULT_PRESET, get_config
-from runtime.errors import EdgesegError
+from converters.modes import IO_TYPES, OUTPUT_KINDS, QUANTIZATIONS
+from edgeseg.commands._common import ProgressBars, print_json, user_errors
+from edgeseg.presets import DEFAULT_PRESET
 
 
 @user_errors
 def convert(
+    context: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Where to write the .tflite model.")],
     model: Annotated[Optional[Path], typer.Argument(help="A .keras model; without it the preset is built.")] = None,
     preset: opts.Preset = DEFAULT_PRESET,
-    classes: opts.Classes = None,
+    num_classes: opts.NumClasses = None,
     input_size: opts.InputSize = None,
-    alpha: opts.Alpha = None,
-    output_stride: opts.OutputStride = None,
+    backbone_alpha: opts.BackboneAlpha = None,
+    backbone_output_stride: opts.BackboneOutputStride = None,
     aspp_rates: opts.AsppRates = None,
     no_decoder: opts.NoDecoder = False,
     backbone_weights: opts.BackboneWeights = "imagenet",
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Folder of calibration images (default: calibration_data/).")] = None,
     num_calibration: Annotated[int, typer.Option("--num-calibration", min=1, help="Calibration images to use.")] = 200,
-    quantization: Annotated[str, typer.Option("--quantization", help="int8, float16, dynamic or float32.")] = "int8",
-    io: Annotated[Optional[str], typer.Option("--io", help="Input type: uint8 (raw pixels, default for int8), int8 or float32.")] = None,
-    output_kind: Annotated[str, typer.Option("--output-kind", help="logits (at the decoder's stride) or labels (in-graph arg-max).")] = "logits",
+    quantization: Annotated[str, typer.Option("--quantization", help=f"{', '.join(QUANTIZATIONS)}.")] = "int8",
+    io: Annotated[Optional[str], typer.Option("--io", help=f"Input type: {', '.join(IO_TYPES)} (default for int8: uint8, raw pixels).")] = None,
+    output_kind: Annotated[str, typer.Option("--output-kind", help=f"{', '.join(OUTPUT_KINDS)}: logits at the decoder's stride, or an in-graph arg-max.")] = "logits",
     val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Validation images, for mIoU of float vs converted.")] = None,
     val_masks: Annotated[Optional[Path], typer.Option("--val-masks", help="Validation masks (PNG, same file stems).")] = None,
     strict_int8: Annotated[bool, typer.Option("--strict-int8", help="Fail if any op inside the graph is not int8.")] = False,
@@ -39,66 +40,27 @@ def convert(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Quantize a model to TFLite (full int8 by default) and report ops, size, speed, accuracy."""
-    overrides = opts.build_overrides(classes, None, alpha, output_stride, aspp_rates, no_decoder)
-    size = opts.parse_size(input_size) if input_size else None
     if model is not None:
-        given = [flag for flag, value in (("--alpha", alpha), ("--output-stride", output_stride),
-                 ("--aspp-rates", aspp_rates), ("--no-decoder", no_decoder or None)) if value is not None]  # fmt: skip
-        if given:
-            raise EdgesegError(f"{', '.join(given)} only apply when building a preset; {model} already "
-                               "has its architecture (only --input-size can change)")  # fmt: skip
-        if not model.is_file():
-            raise EdgesegError(f"model file {model} does not exist")
+        opts.refuse_build_options(context, model)
+        source, size = model, opts.parse_size(input_size) if input_size else None
     else:
-        config = get_config(preset, **overrides, **({"input_size": size} if size else {}))
-    import_tensorflow()
-    from converters.convert import Options, convert_model  # noqa: PLC0415 - needs TensorFlow
-    from converters.tflite import check_options  # noqa: PLC0415
-    from edgeseg.model import build_model, load_model  # noqa: PLC0415
+        source, size = opts.model_config(preset, num_classes, input_size, backbone_alpha, backbone_output_stride,
+                                         aspp_rates, no_decoder), None  # fmt: skip
+    import edgeseg  # noqa: PLC0415 - conversion imports TensorFlow
 
-    check_options(quantization, io, output_kind)
-    options = Options(out=out, quantization=quantization, io=io, output_kind=output_kind,
-                      calibration=calibration, num_calibration=num_calibration, input_size=size,
-                      val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
-                      report=report_path, threads=threads, bias_correction=bias_correction)  # fmt: skip
-    if model is not None:
-        loaded = load_model(model)
-        if classes is not None and loaded.output.shape[-1] != classes:
-            raise EdgesegError(f"--classes {classes} but {model} has {loaded.output.shape[-1]} classes")
-    else:
-        loaded = build_model(config, backbone_weights=backbone_weights)
-    with _Progress(quiet=json_output) as progress:
-        result = convert_model(loaded, options, model, progress.task, progress.warn)
+    with ProgressBars(quiet=json_output) as progress:
+        result = edgeseg.convert(
+            source, out, input_size=size, classes=num_classes if model is not None else None,
+            backbone_weights=backbone_weights if model is None else None, calibration=calibration,
+            num_calibration=num_calibration, quantization=quantization, io=io,
+            output_kind=output_kind, val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
+            bias_correction=bias_correction, report=report_path, threads=threads, progress=progress.task,
+            warn=progress.warn,
+        )  # fmt: skip
     if json_output:
         print_json(result)
     else:
         typer.echo(render(result))
-
-
-class _Progress:
-    """Rich progress bars on stderr for the long steps; warnings as one line each."""
-
-    def __init__(self, quiet: bool):
-        from rich.console import Console  # noqa: PLC0415
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
-
-        self.console = Console(stderr=True)
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=self.console, transient=True, disable=quiet)  # fmt: skip
-
-    def __enter__(self):
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.bars.__exit__(*exc)
-
-    def task(self, description: str, total: int):
-        task = self.bars.add_task(description, total=total)
-        return lambda n=1: self.bars.advance(task, n)
-
-    def warn(self, message: str) -> None:
-        self.console.print(f"warning: {message}", markup=False, highlight=False)
 
 
 def render(result: dict) -> str:
@@ -126,8 +88,8 @@ def render(result: dict) -> str:
                  f"640x480 {latency['converted']['total_ms']:.1f} ms")  # fmt: skip
     fidelity = result["fidelity"]
     if "float_miou" in fidelity:
-        lines.append(f"mIoU on {fidelity['images']} val images  float {100 * fidelity['float_miou']:.2f}  "
-                     f"converted {100 * fidelity['converted_miou']:.2f}  drop {100 * fidelity['miou_drop']:.2f} points")  # fmt: skip
+        lines.append(f"mIoU on {fidelity['images']} val images  float {_pct(fidelity['float_miou'])}  "
+                     f"converted {_pct(fidelity['converted_miou'])}  drop {_pct(fidelity['miou_drop'])} points")  # fmt: skip
         for row in fidelity["per_class"]:
             if row["float_iou"] is not None or row["converted_iou"] is not None:
                 lines.append(f"  {row['class']:<20} {_pct(row['float_iou'])}  {_pct(row['converted_iou'])}")

@@ -8,9 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from edgeseg.commands._common import import_tensorflow, print_json, user_errors
-from runtime.atomic import check_output
-from runtime.errors import EdgesegError
+from edgeseg.commands._common import ProgressBars, print_json, user_errors
 
 
 @user_errors
@@ -21,8 +19,8 @@ def evaluate(
     masks: Annotated[Path, typer.Option("--masks", help="Folder of PNG masks with the same file stems.")],
     ignore_index: Annotated[Optional[int], typer.Option("--ignore-index", help="Mask value to skip (default: "
                                                         "the model's, else 255).")] = None,  # fmt: skip
-    classes_file: Annotated[Optional[Path], typer.Option("--classes-file", help="Class names, one per line "
-                                                         "(default: the model's).")] = None,  # fmt: skip
+    classes: Annotated[Optional[Path], typer.Option("--classes-file", help="Class names, one per line "
+                                                    "(default: the model's).")] = None,  # fmt: skip
     confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Also write the confusion "
                                                       "matrices to this PNG.")] = None,  # fmt: skip
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for .tflite "
@@ -30,50 +28,17 @@ def evaluate(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per model.")] = False,
 ) -> None:
     """Score models on images and masks: per-class IoU, mIoU, pixel accuracy, differences."""
-    from edgeseg.data import check_ignore_index, read_classes_file, scan_dataset  # noqa: PLC0415
+    from edgeseg.evaluation import evaluate as evaluate_models  # noqa: PLC0415 - .keras models need TensorFlow
 
-    for path in models:
-        if not path.is_file():
-            raise EdgesegError(f"model file {path} does not exist")
-        if path.suffix not in (".keras", ".tflite"):
-            raise EdgesegError(f"{path} is neither a .keras nor a .tflite model")
-    if confusion is not None:
-        check_output(confusion, (".png",))
-    names = read_classes_file(classes_file) if classes_file is not None else None
-    if any(path.suffix == ".keras" for path in models):
-        import_tensorflow()
-    from edgeseg.evaluation import draw_confusion, evaluate as run_model, load_for_eval  # noqa: PLC0415
-
-    loaded = [load_for_eval(path, threads) for path in models]
-    counts = {model.num_classes for model in loaded}
-    if len(counts) > 1:
-        described = ", ".join(f"{model.path.name}: {model.num_classes}" for model in loaded)
-        raise EdgesegError(f"the models predict different numbers of classes ({described})")
-    num_classes = loaded[0].num_classes
-    if names is not None and len(names) != num_classes:
-        raise EdgesegError(f"{classes_file} names {len(names)} classes; the models predict {num_classes}")
-    names = names or next((m.classes for m in loaded if m.classes), None) or [f"class {i}" for i in range(num_classes)]
-    if ignore_index is None:
-        ignore_index = next((m.ignore_index for m in loaded if m.ignore_index is not None), 255)
-    check_ignore_index(ignore_index, num_classes)
-    info = scan_dataset(images, masks, num_classes, ignore_index, "evaluation")
-
-    from rich.console import Console  # noqa: PLC0415
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
-
-    results = []
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:  # fmt: skip
-        for model in loaded:
-            task = progress.add_task(model.path.name, total=len(info))
-            results.append(run_model(model, info, num_classes, ignore_index, lambda: progress.advance(task)))
-    if confusion is not None:
-        draw_confusion(results, names, confusion)
+    with ProgressBars() as progress:
+        evaluation = evaluate_models(models, images, masks, classes=classes, ignore_index=ignore_index,
+                                     threads=threads, confusion=confusion, progress=progress.task)  # fmt: skip
     if json_output:
-        print_json([result.to_dict(names, results[0] if index else None) for index, result in enumerate(results)])
+        print_json(evaluation.to_dict())
     else:
-        Console().print(_table(results, names, len(info)))
+        from rich.console import Console  # noqa: PLC0415
+
+        Console().print(_table(evaluation.results, evaluation.classes, evaluation.images))
         if confusion is not None:
             typer.echo(f"confusion matrices: {confusion}")
 

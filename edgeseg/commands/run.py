@@ -6,26 +6,18 @@ TensorFlow-free: imports only `runtime` and the CLI helpers, so it works on a ba
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from edgeseg.commands._common import print_json, user_errors
+from edgeseg.commands._common import choices, print_json, user_errors
+from runtime.backend import BACKENDS
+from runtime.drawing import MODES
 from runtime.errors import EdgesegError, Terminated
 
-
-class Mode(str, Enum):
-    blend = "blend"
-    side_by_side = "side-by-side"
-    mask = "mask"
-
-
-class BackendName(str, Enum):
-    ai_edge_litert = "ai_edge_litert"
-    tflite_runtime = "tflite_runtime"
-    tensorflow = "tensorflow"
+Mode = choices("Mode", MODES)
+BackendName = choices("BackendName", BACKENDS)
 
 
 @user_errors

@@ -1,0 +1,227 @@
+"""The training input pipeline (tf.data): decoded pairs served as augmented crops, epoch by epoch.
+
+Pairs are read by `edgeseg.datasets.read_pair`, the reader evaluation and conversion use, so
+training sees exactly the pixels the model is later scored on. Every random choice is seeded
+by (seed, epoch, position), so an epoch replays exactly and resumes part-way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from edgeseg.config import NORMALIZATION
+from edgeseg.datasets import DatasetInfo, read_pair
+from runtime.errors import ParameterError
+
+# Decoded training images are kept in memory when they take at most this share of RAM.
+CACHE_SHARE_OF_MEMORY = 0.25
+
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation (all in TensorFlow ops, seeded per sample).
+
+    Attributes:
+        scale_range: Random rescale factor range (min, max).
+        flip: Random horizontal flip.
+        brightness: Maximum brightness shift, as a fraction of the full range.
+        contrast: Contrast factor range is [1 - contrast, 1 + contrast].
+        saturation: Saturation factor range is [1 - saturation, 1 + saturation].
+    """
+
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    flip: bool = True
+    brightness: float = 0.125
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+def cache_fits(info: DatasetInfo) -> bool:
+    """Whether the decoded training set fits the memory share it may take (`CACHE_SHARE_OF_MEMORY`)."""
+    return info.decoded_bytes <= CACHE_SHARE_OF_MEMORY * _memory_bytes()
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+class TrainingData:
+    """Decoded, cached training pairs, served as augmented crops one epoch at a time.
+
+    The order of an epoch and every random choice depend only on (seed, epoch, position),
+    so an epoch can be replayed exactly, or resumed part-way with `skip_batches`.
+
+    Args:
+        info: The checked training set.
+        crop_size: (height, width) of the training crops.
+        batch_size: Crops per batch (the last incomplete batch is dropped).
+        ignore_index: Label given to padding.
+        seed: Base random seed.
+        augmentation: What to randomise.
+        cache: Keep decoded images in memory after the first epoch; None decides by
+            `cache_fits`.
+
+    Raises:
+        ParameterError: a batch larger than the training set.
+    """
+
+    def __init__(self, info: DatasetInfo, crop_size: tuple[int, int], batch_size: int,
+                 ignore_index: int, seed: int = 0, augmentation: Augmentation = Augmentation(),
+                 cache: bool | None = None):  # fmt: skip
+        self.size = len(info)
+        self.crop_size = tuple(int(v) for v in crop_size)
+        self.batch_size = batch_size
+        self.ignore_index = ignore_index
+        self.seed = seed
+        self.augmentation = augmentation
+        if self.size < batch_size:
+            raise ParameterError(f"{{batch_size}} {batch_size} is larger than the {self.size} training "
+                                 "images; lower it", "batch_size")  # fmt: skip
+        self._paths = tf.data.Dataset.from_tensor_slices(([str(p) for p in info.images], [str(p) for p in info.masks]))
+        self.cache = cache_fits(info) if cache is None else cache
+        self._cached = self._paths.map(_decode_pair, num_parallel_calls=tf.data.AUTOTUNE).cache() if self.cache else None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.size // self.batch_size
+
+    def epoch(self, epoch: int, skip_batches: int = 0):
+        """The batches of one epoch.
+
+        Args:
+            epoch: Epoch index (0-based): picks the order and the augmentations.
+            skip_batches: Batches of this epoch already trained on (resume).
+
+        Returns:
+            tf.data.Dataset of (images, labels): images (B, h, w, 3) float32 normalised to
+            [-1, 1] as `edgeseg.config.NORMALIZATION` says, labels (B, h, w) uint8.
+        """
+        autotune = tf.data.AUTOTUNE
+        # A fixed shuffle seed per epoch replays the same order; shuffling decoded images
+        # needs them all in memory, so without the cache the file names are shuffled instead.
+        shuffle_seed = (self.seed * 1_000_003 + epoch) % 2**31
+        if self._cached is not None:
+            pairs = self._cached.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
+        else:
+            pairs = self._paths.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
+            pairs = pairs.map(_decode_pair, num_parallel_calls=autotune)
+        base = tf.constant([self.seed, epoch * self.size], tf.int64)
+        # One stateless seed per sample, from (seed, epoch, position in the epoch).
+        samples = pairs.enumerate().skip(skip_batches * self.batch_size)
+        crops = samples.map(
+            lambda position, pair: augment(*pair, base + tf.stack([0, position]), self.crop_size,
+                                           self.ignore_index, self.augmentation),
+            num_parallel_calls=autotune,
+        )  # fmt: skip
+        return crops.batch(self.batch_size, drop_remainder=True).prefetch(autotune)
+
+    def frames(self, size: tuple[int, int], count: int, batch_size: int = 2):
+        """Whole training images, not augmented, stretched to `size` as the runtime would.
+
+        What the model sees at deployment, for estimating batch-norm statistics.
+
+        Args:
+            size: (height, width) of the model that will run on them.
+            count: How many images, spread evenly over the training set.
+            batch_size: Images per batch.
+
+        Returns:
+            tf.data.Dataset of (images, dummy): images (B, H, W, 3) float32 normalised as
+            `edgeseg.config.NORMALIZATION`; dummy (B,) uint8 zeros, so batches unpack like
+            those of `epoch`.
+        """
+        pairs = self._cached if self._cached is not None else self._paths.map(_decode_pair)
+        every = max(self.size // max(count, 1), 1)
+        mean = tf.constant(NORMALIZATION["mean"], tf.float32)
+        std = tf.constant(NORMALIZATION["std"], tf.float32)
+
+        def prepare(image, mask):
+            image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+            return (image - mean) / std, tf.zeros([], tf.uint8)
+
+        chosen = pairs.shard(every, 0).take(count)
+        return chosen.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+
+def _decode_pair(image_path, mask_path):
+    """(H, W, 3) uint8 RGB image and (H, W) uint8 mask, read by `edgeseg.datasets.read_pair`."""
+    image, mask = tf.numpy_function(_read_rgb_pair, [image_path, mask_path], [tf.uint8, tf.uint8], stateful=False)
+    image.set_shape([None, None, 3])
+    mask.set_shape([None, None])
+    return image, mask
+
+
+def _read_rgb_pair(image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
+    image, mask = read_pair(os.fsdecode(image_path), os.fsdecode(mask_path))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask
+
+
+def augment(image, mask, seed, crop_size: tuple[int, int], ignore_index: int,
+            augmentation: Augmentation = Augmentation()):  # fmt: skip
+    """Random scale, crop (padding with the ignore label), flip and colour jitter.
+
+    The crop window is chosen in the original image (crop / scale pixels, padded where it
+    overhangs) and resized to `crop_size`: the same result as rescaling then cropping, at the
+    cost of the crop only.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) uint8 labels.
+        seed: (2,) int64 stateless seed.
+        crop_size: (h, w) of the output.
+        ignore_index: Label of padded pixels.
+        augmentation: What to randomise.
+
+    Returns:
+        image (h, w, 3) float32 in [-1, 1], labels (h, w) uint8.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+    crop_h, crop_w = crop_size
+    low, high = augmentation.scale_range
+    scale = tf.random.stateless_uniform([], seeds[0], low, high)
+    region = tf.cast(tf.math.ceil(tf.constant([crop_h, crop_w], tf.float32) / scale), tf.int32)
+    shape = tf.shape(mask)
+    overhang = tf.maximum(region - shape, 0)
+    before = tf.cast(tf.random.stateless_uniform([2], seeds[1]) * tf.cast(overhang + 1, tf.float32), tf.int32)
+    before = tf.minimum(before, overhang)
+    padding = tf.stack([before, overhang - before], axis=1)
+    # Pad with the mean pixel (0 after normalisation) and the ignore label.
+    image = tf.pad(tf.cast(image, tf.float32), tf.concat([padding, [[0, 0]]], 0),
+                   constant_values=float(np.mean(NORMALIZATION["mean"])))  # fmt: skip
+    mask = tf.pad(tf.cast(mask, tf.int32), padding, constant_values=ignore_index)
+    room = tf.shape(mask) - region
+    offset = tf.cast(tf.random.stateless_uniform([2], seeds[2]) * tf.cast(room + 1, tf.float32), tf.int32)
+    offset = tf.minimum(offset, room)
+    image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([region, [3]], 0))
+    mask = tf.slice(mask, offset, region)
+    image = tf.image.resize(image, crop_size, method="bilinear")
+    mask = tf.image.resize(mask[..., None], crop_size, method="nearest")[..., 0]
+    if augmentation.flip:
+        flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
+        image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+        mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
+    image = image / 255.0
+    if augmentation.brightness:
+        image = tf.image.stateless_random_brightness(image, augmentation.brightness, seeds[4])
+    if augmentation.contrast:
+        image = tf.image.stateless_random_contrast(image, 1 - augmentation.contrast,
+                                                   1 + augmentation.contrast, seeds[5])  # fmt: skip
+    if augmentation.saturation:
+        image = tf.image.stateless_random_saturation(image, 1 - augmentation.saturation,
+                                                     1 + augmentation.saturation, seeds[6])  # fmt: skip
+    mean = tf.constant(NORMALIZATION["mean"], tf.float32)
+    std = tf.constant(NORMALIZATION["std"], tf.float32)
+    image = (tf.clip_by_value(image, 0.0, 1.0) * 255.0 - mean) / std
+    image.set_shape((crop_h, crop_w, 3))
+    mask = tf.cast(mask, tf.uint8)
+    mask.set_shape((crop_h, crop_w))
+    return image, mask
