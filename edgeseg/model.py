@@ -8,8 +8,10 @@ import keras
 from keras import layers
 
 from edgeseg.backbone import load_backbone_weights, mobilenet_v2_features
+from edgeseg import pretrained
 from edgeseg.config import ModelConfig
 from edgeseg.layers import StaticResize
+from edgeseg.presets import get_config
 from runtime.atomic import atomic_path, check_output
 from runtime.errors import EdgesegError
 
@@ -25,16 +27,20 @@ class DeepLab(keras.Model):
 
     Args:
         config: The architecture.
+        labels: {"classes": [...], "colors": [[R, G, B], ...]} of a model whose classes are
+            known (pretrained weights), or None; `edgeseg convert` embeds them.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, labels: dict | None = None, **kwargs):
         inputs, outputs = _assemble(config)
         kwargs.setdefault("name", config.preset)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.config = config
+        self.labels = labels
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+        config = {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+        return {**config, "labels": self.labels} if self.labels else config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -42,18 +48,42 @@ class DeepLab(keras.Model):
         return cls(ModelConfig.from_dict(config.pop("config")), **config)
 
 
-def build_model(config: ModelConfig, backbone_weights: str | Path | None = None) -> DeepLab:
-    """Build the model described by `config`.
+def build_model(config: ModelConfig | str, backbone_weights: str | Path | None = None, *,
+                weights: str | None = None, **overrides) -> DeepLab:  # fmt: skip
+    """Build the model described by `config`, optionally with pretrained weights.
+
+    Example:
+        >>> model = build_model("deeplabv3_mnv2", weights="pascalvoc", backbone_alpha=0.5)
 
     Args:
-        config: The architecture.
+        config: The architecture, or a preset name (see `edgeseg.presets`).
         backbone_weights: None or "none" for random initialisation, "imagenet" for Keras's
             ImageNet weights, or the path of a MobileNetV2 `.h5` / `.weights.h5` file.
+        weights: Pretrained weights of the whole model, e.g. "pascalvoc" (see
+            `edgeseg.pretrained`); the model then carries their class names and colours.
+        **overrides: ModelConfig fields changing a preset given by name (e.g.
+            `backbone_alpha=0.5`, `input_size=(257, 257)`).
 
     Returns:
         A DeepLab model: input (1, H, W, 3) float32 in [-1, 1], output logits
         (1, h, w, num_classes) at `config.output_stride`.
+
+    Raises:
+        EdgesegError: an invalid configuration, weights that do not fit it, or both
+            `weights` and `backbone_weights`.
     """
+    if weights is not None and backbone_weights not in (None, "none"):
+        raise EdgesegError(f"weights={weights!r} loads the whole model, backbone included; "
+                           f"drop backbone_weights={str(backbone_weights)!r}")  # fmt: skip
+    if isinstance(config, str):
+        config = pretrained.pretrained_config(weights, config, **overrides) if weights else get_config(config, **overrides)
+    elif overrides:
+        raise EdgesegError(f"options {sorted(overrides)} change a preset given by name; "
+                           "for a ModelConfig use config.replace(...)")  # fmt: skip
+    if weights is not None:
+        model = DeepLab(config, labels=pretrained.check_fits(weights, config).labels())
+        pretrained.load_pretrained(model, weights)
+        return model
     model = DeepLab(config)
     if backbone_weights is not None and str(backbone_weights) != "none":
         load_backbone_weights(model, backbone_weights, config.backbone_alpha)
@@ -63,7 +93,8 @@ def build_model(config: ModelConfig, backbone_weights: str | Path | None = None)
 def _assemble(config: ModelConfig):
     # === Backbone ===
     inputs = keras.Input((*config.input_size, 3), batch_size=1, name="image")
-    features = mobilenet_v2_features(inputs, config.backbone_alpha, config.backbone_output_stride)
+    features = mobilenet_v2_features(inputs, config.backbone_alpha, config.backbone_output_stride,
+                                     config.backbone_channel_divisor)  # fmt: skip
     for tap in (config.backbone_tap, config.decoder_tap if config.decoder else None):
         if tap is not None and tap not in features:
             raise EdgesegError(f"unknown backbone layer {tap!r}; use a keras.applications.MobileNetV2 "
