@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import json
 import os
 import tempfile
@@ -50,8 +51,8 @@ class Options:
 
 
 def default_calibration_folder() -> Path:
-    """The repository's `calibration_data/` (real photographs with recorded licences)."""
-    return Path(__file__).resolve().parents[1] / "calibration_data"
+    """`calibration_data/`: real photographs with recorded licences, installed with edgeseg."""
+    return Path(str(importlib.resources.files("calibration_data")))
 
 
 def convert_model(model: keras.Model | str | Path, options: Options, source: Path | None = None,
@@ -86,12 +87,12 @@ def convert_model(model: keras.Model | str | Path, options: Options, source: Pat
     if isinstance(model, (str, Path)):
         source = Path(model)
         model = load_model(source)
+    labels = _class_labels(model, source)
     model = _at_input_size(model, options.input_size)
     segmentation_output(model)
     for message in risky_constructs(model):
         warn(message)
     size = tuple(model.input.shape[1:3])
-    labels = _class_labels(model, source)
     normalization = Normalization.from_dict(NORMALIZATION)
 
     folder = options.calibration or default_calibration_folder()
@@ -179,7 +180,8 @@ def _all_layers(model: keras.Model):
 
 
 def _class_labels(model: keras.Model, source: Path | None) -> dict:
-    """Class names, colours and ignore index: from training's classes.json, else defaults."""
+    """Class names, colours and ignore index: from training's classes.json, else those the
+    model carries (pretrained weights), else defaults."""
     count = int(model.output.shape[-1])
     sidecar = source.parent / CLASSES_FILE if source is not None else None
     if sidecar is not None and sidecar.is_file():
@@ -187,6 +189,9 @@ def _class_labels(model: keras.Model, source: Path | None) -> dict:
         if len(data.get("classes", [])) == count:
             return {"classes": data["classes"], "colors": data.get("colors") or default_colors(count),
                     "ignore_index": data.get("ignore_index")}  # fmt: skip
+    carried = getattr(model, "labels", None) if isinstance(model, DeepLab) else None
+    if carried and len(carried["classes"]) == count:
+        return {"classes": carried["classes"], "colors": carried["colors"], "ignore_index": None}
     return {"classes": default_classes(count), "colors": [list(c) for c in default_colors(count)],
             "ignore_index": None}  # fmt: skip
 

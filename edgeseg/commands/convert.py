@@ -9,22 +9,27 @@ import typer
 
 from edgeseg.commands import _build_options as opts
 from edgeseg.commands._common import import_tensorflow, print_json, user_errors
-from edgeseg.presets import DEFAULT_PRESET, get_config
 from runtime.errors import EdgesegError
+
+# What `edgeseg convert` builds when given no model and no build choice: a trained network.
+DEFAULT_WEIGHTS = "pascalvoc"
 
 
 @user_errors
 def convert(
     out: Annotated[Path, typer.Option("--out", help="Where to write the .tflite model.")],
-    model: Annotated[Optional[Path], typer.Argument(help="A .keras model; without it the preset is built.")] = None,
-    preset: opts.Preset = DEFAULT_PRESET,
+    model: Annotated[Optional[Path], typer.Argument(help="A .keras model; without it the preset is built "
+                                                    f"(with none of --preset/--weights/--backbone-weights: "
+                                                    f"deeplabv3_mnv2 with the {DEFAULT_WEIGHTS} weights).")] = None,  # fmt: skip
+    preset: opts.Preset = None,
     classes: opts.Classes = None,
     input_size: opts.InputSize = None,
     alpha: opts.Alpha = None,
     output_stride: opts.OutputStride = None,
     aspp_rates: opts.AsppRates = None,
     no_decoder: opts.NoDecoder = False,
-    backbone_weights: opts.BackboneWeights = "imagenet",
+    backbone_weights: opts.BackboneWeights = None,
+    weights: opts.Weights = None,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Folder of calibration images (default: calibration_data/).")] = None,
     num_calibration: Annotated[int, typer.Option("--num-calibration", min=1, help="Calibration images to use.")] = 200,
     quantization: Annotated[str, typer.Option("--quantization", help="int8, float16, dynamic or float32.")] = "int8",
@@ -42,15 +47,25 @@ def convert(
     overrides = opts.build_overrides(classes, None, alpha, output_stride, aspp_rates, no_decoder)
     size = opts.parse_size(input_size) if input_size else None
     if model is not None:
-        given = [flag for flag, value in (("--alpha", alpha), ("--output-stride", output_stride),
-                 ("--aspp-rates", aspp_rates), ("--no-decoder", no_decoder or None)) if value is not None]  # fmt: skip
+        given = [flag for flag, value in (("--preset", preset), ("--alpha", alpha), ("--output-stride", output_stride),
+                 ("--aspp-rates", aspp_rates), ("--no-decoder", no_decoder or None), ("--weights", weights),
+                 ("--backbone-weights", backbone_weights)) if value is not None]  # fmt: skip
         if given:
             raise EdgesegError(f"{', '.join(given)} only apply when building a preset; {model} already "
                                "has its architecture (only --input-size can change)")  # fmt: skip
         if not model.is_file():
             raise EdgesegError(f"model file {model} does not exist")
     else:
-        config = get_config(preset, **overrides, **({"input_size": size} if size else {}))
+        defaulted = preset is None and weights is None and backbone_weights is None
+        weights = DEFAULT_WEIGHTS if defaulted else weights
+        overrides.update({"input_size": size} if size else {})
+        try:
+            config, backbone_weights = opts.model_config(preset, weights, backbone_weights, overrides)
+        except EdgesegError as error:
+            if not defaulted:
+                raise
+            raise EdgesegError(f"{error}. (Without a model or --preset, convert builds the pretrained "
+                               f"{DEFAULT_WEIGHTS} model; give --preset NAME for an untrained design.)") from None
     import_tensorflow()
     from converters.convert import Options, convert_model  # noqa: PLC0415 - needs TensorFlow
     from converters.tflite import check_options  # noqa: PLC0415
@@ -66,7 +81,7 @@ def convert(
         if classes is not None and loaded.output.shape[-1] != classes:
             raise EdgesegError(f"--classes {classes} but {model} has {loaded.output.shape[-1]} classes")
     else:
-        loaded = build_model(config, backbone_weights=backbone_weights)
+        loaded = build_model(config, backbone_weights=backbone_weights, weights=weights)
     with _Progress(quiet=json_output) as progress:
         result = convert_model(loaded, options, model, progress.task, progress.warn)
     if json_output:

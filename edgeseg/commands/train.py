@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeseg import pretrained
 from edgeseg.commands import _build_options as opts
 from edgeseg.commands._common import import_tensorflow, print_json, user_errors
 from edgeseg.presets import DEFAULT_PRESET, get_config
@@ -76,6 +77,9 @@ def train(
     backbone_weights: Annotated[Optional[str], typer.Option("--backbone-weights", help="imagenet (Keras "
                                                             "download, the default), none, or a MobileNetV2 "
                                                             ".h5/.weights.h5 file.")] = None,  # fmt: skip
+    pretrained_weights: Annotated[Optional[str], typer.Option("--weights", help="Start from pretrained segmentation weights: "
+                                                   "their backbone and the ASPP layers that fit, a new logits layer "
+                                                   "for your classes (" + ", ".join(pretrained.names()) + ").")] = None,  # fmt: skip
     alpha: opts.Alpha = None,
     output_stride: opts.OutputStride = None,
     aspp_rates: opts.AsppRates = None,
@@ -102,12 +106,14 @@ def train(
         raise EdgesegError("give both --val-images and --val-masks, or neither")
     build_flags = {"--preset": preset, "--alpha": alpha, "--output-stride": output_stride,
                    "--aspp-rates": aspp_rates, "--no-decoder": no_decoder or None,
-                   "--backbone-weights": backbone_weights}  # fmt: skip
+                   "--backbone-weights": backbone_weights, "--weights": pretrained_weights}  # fmt: skip
     if model is not None:
         given = [flag for flag, value in build_flags.items() if value is not None]
         if given:
             raise EdgesegError(f"{', '.join(given)} build a model from a preset; --model {model} already "
                                "fixes the architecture and weights")  # fmt: skip
+    if pretrained_weights is not None and backbone_weights is not None:
+        raise EdgesegError(f"--weights {pretrained_weights} gives the backbone too; drop --backbone-weights")
     import_tensorflow()
     from edgeseg.losses import WEIGHTED_TERMS, parse_class_weights, parse_loss  # noqa: PLC0415 - needs TensorFlow
 
@@ -143,6 +149,8 @@ def train(
             raise EdgesegError("give --classes N or --classes-file F (or start from --model)")
         overrides = opts.build_overrides(len(names), input_size, alpha, output_stride, aspp_rates, no_decoder)
         config = get_config(preset or DEFAULT_PRESET, **overrides)
+        if pretrained_weights is not None:
+            config = pretrained.fine_tune_config(pretrained_weights, config)
     if names is not None:
         check_ignore_index(ignore_index, len(names))
     methods = ("inverse", "median", "none")
@@ -157,7 +165,7 @@ def train(
         "model": str(model.resolve()) if model else None, "input_size": input_size, "loss": loss,
         "class_weights": weighting, "optimizer": optimizer.value, "lr": lr, "schedule": schedule.value,
         "warmup_epochs": warmup_epochs, "batch_size": batch_size, "freeze_backbone": freeze_backbone,
-        "backbone_bn": backbone_bn.value, "backbone_weights": backbone_weights, "alpha": alpha,
+        "backbone_bn": backbone_bn.value, "backbone_weights": backbone_weights, "weights": pretrained_weights, "alpha": alpha,
         "output_stride": output_stride, "aspp_rates": aspp_rates, "no_decoder": no_decoder,
         "scale_range": list(scales), "val_every": val_every, "seed": seed,
     }  # fmt: skip
@@ -208,7 +216,9 @@ def train(
             weights = parse_class_weights(weighting, len(names))
 
         with strategy.scope():
-            if net is None:
+            if net is None and pretrained_weights is not None:
+                net = pretrained.fine_tune_model(pretrained_weights, config)
+            elif net is None:
                 net = build_model(config, backbone_weights=backbone_weights or "imagenet")
             crop = crop_size or tuple(config_of(net).input_size)
             if tuple(config_of(net).input_size) != tuple(crop):
