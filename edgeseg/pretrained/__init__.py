@@ -119,6 +119,9 @@ def _entries(name: str) -> list[Pretrained]:
 def find(name: str, alpha: float) -> Pretrained:
     """The set `name` at width `alpha`.
 
+    Returns:
+        Its catalog entry.
+
     Raises:
         EdgesegError: an unknown name or a width it does not exist at (the message lists them).
     """
@@ -137,6 +140,9 @@ def pretrained_config(name: str, preset: str | None = None, **overrides) -> Mode
         **overrides: ModelConfig fields; `backbone_alpha` picks the width, free options such
             as `input_size` may change, anything else must be what the weights fit.
 
+    Returns:
+        The configuration, ready for `edgeseg.model.build_model(config, weights=name)`.
+
     Raises:
         EdgesegError: an unknown name, or a model the weights do not fit (the message lists
             the combinations that exist).
@@ -150,6 +156,9 @@ def pretrained_config(name: str, preset: str | None = None, **overrides) -> Mode
 
 def check_fits(name: str, config: ModelConfig) -> Pretrained:
     """The entry of `name` whose weights fit `config` exactly (free options aside).
+
+    Returns:
+        That catalog entry.
 
     Raises:
         EdgesegError: if none does; the message names the combinations that exist, what
@@ -177,6 +186,9 @@ def _architecture(config: ModelConfig) -> dict:
 
 def fine_tune_config(name: str, config: ModelConfig) -> ModelConfig:
     """`config` (any preset, the user's classes) with what the backbone of `name` needs to load.
+
+    Returns:
+        `config` with the entry's overrides (e.g. `backbone_channel_divisor` 1 at alpha 0.5).
 
     Raises:
         EdgesegError: an unknown name, or a width the weights do not exist at.
