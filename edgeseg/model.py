@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from edgeseg.backbone import load_backbone_weights, mobilenet_v2_features
 from edgeseg import pretrained
+from edgeseg.backbone import load_backbone_weights, mobilenet_v2_features
 from edgeseg.config import ModelConfig
 from edgeseg.layers import StaticResize
 from edgeseg.presets import get_config

@@ -12,8 +12,8 @@ from edgeseg.config import ModelConfig
 from edgeseg.presets import DEFAULT_PRESET, get_config
 from runtime.errors import EdgesegError
 
-Preset = Annotated[Optional[str], typer.Option("--preset", help="Model preset: deeplabv3plus_mnv2 (default), "
-                                               "deeplabv3_mnv2 or deeplabv3plus_mnv2_shortcut.")]  # fmt: skip
+Preset = Annotated[Optional[str], typer.Option("--preset", help="Model preset: deeplabv3plus_mnv2 (default "
+                                               "without --weights), deeplabv3_mnv2 or deeplabv3plus_mnv2_shortcut.")]  # fmt: skip
 Classes = Annotated[Optional[int], typer.Option("--classes", help="Number of classes.")]
 InputSize = Annotated[Optional[str], typer.Option("--input-size", help="Input HEIGHTxWIDTH, e.g. 513x513 or 360x480.")]
 Alpha = Annotated[Optional[float], typer.Option("--alpha", help="Backbone width: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.")]

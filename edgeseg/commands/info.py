@@ -18,7 +18,7 @@ def info(
                                                     "and the pretrained weights that ship with edgeseg.")] = None,  # fmt: skip
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Describe a .keras or .tflite model: config, size, ops, metadata."""
+    """Describe a .keras or .tflite model: config, size, ops, metadata (or list what ships)."""
     if model is None:
         _catalog(json_output)
         return
