@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import json
 import os
 import tempfile
@@ -22,7 +23,7 @@ from edgeseg import __version__
 from edgeseg.classes import DEFAULT_IGNORE_INDEX, class_colors, class_names, read_classes_json
 from edgeseg.config import NORMALIZATION, ModelConfig
 from edgeseg.datasets import scan_dataset
-from edgeseg.model import build_model, config_of, load_model, resize_model
+from edgeseg.model import DeepLab, build_model, config_of, load_model, resize_model
 from edgeseg.presets import model_argument
 from runtime.atomic import atomic_path, check_output, write_bytes
 from runtime.errors import ParameterError
@@ -58,6 +59,7 @@ def convert(
     input_size: tuple[int, int] | None = None,
     classes: Sequence[str] | int | str | Path | None = None,
     backbone_weights: str | Path | None = None,
+    weights: str | None = None,
     calibration: str | Path | None = None,
     num_calibration: int = 200,
     quantization: str = "int8",
@@ -89,6 +91,8 @@ def convert(
             Default: the classes.json beside a .keras file, else defaults for the count.
         backbone_weights: For a model built here: "imagenet", a MobileNetV2 .h5 /
             .weights.h5 file, or None / "none" for random initialisation.
+        weights: For a model built here: pretrained weights of the whole model, e.g.
+            "pascalvoc" (`edgeseg.pretrained`); their class names are embedded.
         calibration: Folder of calibration images, searched recursively (default: the
             repository's calibration_data/).
         num_calibration: Calibration images to use.
@@ -130,7 +134,7 @@ def convert(
         check_output(options.report, (".json",))
     if (options.val_images is None) != (options.val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
-    model, source = _keras_model(model, options.input_size, classes, backbone_weights)
+    model, source = _keras_model(model, options.input_size, classes, backbone_weights, weights)
     segmentation_output(model)
     for message in risky_constructs(model):
         warn(message)
@@ -158,20 +162,20 @@ def convert(
 
 
 def default_calibration_folder() -> Path:
-    """The repository's `calibration_data/` (real photographs with recorded licences)."""
-    return Path(__file__).resolve().parents[1] / "calibration_data"
+    """`calibration_data/`: real photographs with recorded licences, installed with edgeseg."""
+    return Path(str(importlib.resources.files("calibration_data")))
 
 
 # === The model and what it describes ===
 
 
-def _keras_model(model, input_size, classes, backbone_weights) -> tuple[keras.Model, Path | None]:
+def _keras_model(model, input_size, classes, backbone_weights, weights) -> tuple[keras.Model, Path | None]:
     """The Keras model to convert, at its deployment size, and the .keras file it came from."""
     count = None if classes is None else len(class_names(classes))
-    model = model_argument(model, count, backbone_weights)
+    model = model_argument(model, count, backbone_weights, weights)
     if isinstance(model, ModelConfig):
         config = model.replace(input_size=tuple(input_size)) if input_size else model
-        return build_model(config, backbone_weights=backbone_weights), None
+        return build_model(config, backbone_weights=backbone_weights, weights=weights), None
     source = model if isinstance(model, Path) else None
     loaded = _at_input_size(load_model(source) if source else model, input_size)
     if count is not None and loaded.output.shape[-1] != count:
@@ -220,7 +224,8 @@ def _all_layers(model: keras.Model):
 
 
 def _class_labels(model: keras.Model, source: Path | None, classes) -> dict:
-    """Class names, colours and ignore index: the names given, else training's classes.json, else defaults."""
+    """Class names, colours and ignore index: the names given, else training's classes.json, else
+    those the model carries (pretrained weights), else defaults."""
     count = int(model.output.shape[-1])
     described = read_classes_json(source.parent, count) if source is not None else None
     if classes is not None and not isinstance(classes, int):
@@ -229,6 +234,9 @@ def _class_labels(model: keras.Model, source: Path | None, classes) -> dict:
                 "ignore_index": described["ignore_index"] if described else None}  # fmt: skip
     if described:
         return described
+    carried = getattr(model, "labels", None) if isinstance(model, DeepLab) else None
+    if carried and len(carried["classes"]) == count:
+        return {"classes": carried["classes"], "colors": carried["colors"], "ignore_index": None}
     return {"classes": default_classes(count), "colors": [list(c) for c in default_colors(count)],
             "ignore_index": None}  # fmt: skip
 

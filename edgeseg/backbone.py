@@ -44,7 +44,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def mobilenet_v2_features(
-    inputs: keras.KerasTensor, alpha: float = 1.0, output_stride: int = 32
+    inputs: keras.KerasTensor, alpha: float = 1.0, output_stride: int = 32, channel_divisor: int = 8
 ) -> dict[str, keras.KerasTensor]:
     """Run MobileNetV2 (without its classifier) on `inputs` and return every layer's output.
 
@@ -52,6 +52,8 @@ def mobilenet_v2_features(
         inputs: Image tensor (batch, H, W, 3), normalised to [-1, 1].
         alpha: Width multiplier.
         output_stride: 8, 16 or 32: the stride of the deepest features.
+        channel_divisor: Widths are rounded to multiples of it (8: keras.applications; 1: TF
+            DeepLab's MobileNetV2 below alpha 1).
 
     Returns:
         Layer name -> output tensor, for every layer of the backbone (keras.applications
@@ -64,7 +66,7 @@ def mobilenet_v2_features(
         return features[layer.name]
 
     # === Stem ===
-    x = apply(layers.Conv2D(make_divisible(32 * alpha), 3, strides=2, padding="same",
+    x = apply(layers.Conv2D(make_divisible(32 * alpha, channel_divisor), 3, strides=2, padding="same",
                             use_bias=False, name="Conv1"), inputs)  # fmt: skip
     x = apply(layers.BatchNormalization(**BN, name="bn_Conv1"), x)
     x = apply(layers.ReLU(6.0, name="Conv1_relu"), x)
@@ -78,7 +80,7 @@ def mobilenet_v2_features(
         else:
             stride *= block_stride
             block_rate = rate
-        x = _inverted_res_block(apply, x, block_id, expansion, make_divisible(int(channels * alpha)),
+        x = _inverted_res_block(apply, x, block_id, expansion, make_divisible(int(channels * alpha), channel_divisor),
                                 block_stride, block_rate)  # fmt: skip
 
     # === Last 1x1 convolution (not used by DeepLab's default taps) ===

@@ -38,7 +38,7 @@ app.command(
 )(convert.convert)
 app.command(
     "info",
-    help="Describe a .keras or .tflite model: config, size, ops, metadata.",
+    help="Describe a .keras or .tflite model; without one, list presets and pretrained weights.",
     rich_help_panel=RUN_PANEL,
 )(info.info)
 app.command(

@@ -30,6 +30,9 @@ class ModelConfig:
         backbone_alpha: MobileNetV2 width multiplier, one of `ALPHAS`.
         backbone_output_stride: Stride of the high-level features (8, 16 or 32); strides
             beyond it are replaced by dilation.
+        backbone_channel_divisor: Block widths (channels x alpha) are rounded to a multiple of
+            this: 8 as in keras.applications, 1 as in TF DeepLab's MobileNetV2 below alpha 1
+            (`divisible_by=1`: 12 channels instead of 16 in blocks 1-2 at alpha 0.5).
         backbone_tap: Backbone layer whose output feeds ASPP.
         aspp_rates: Atrous rates of the 3x3 ASPP branches (may be empty).
         aspp_filters: Channels of every ASPP branch and of its projection.
@@ -50,6 +53,7 @@ class ModelConfig:
     input_size: tuple[int, int] = (513, 513)
     backbone_alpha: float = 1.0
     backbone_output_stride: int = 16
+    backbone_channel_divisor: int = 8
     backbone_tap: str = "block_16_project_BN"
     aspp_rates: tuple[int, ...] = (6, 12, 18)
     aspp_filters: int = 256
@@ -81,6 +85,9 @@ class ModelConfig:
             raise EdgesegError(
                 f"output stride {self.backbone_output_stride} is not supported; choose 8, 16 or 32"
             )
+        if self.backbone_channel_divisor < 1:
+            raise EdgesegError(f"backbone channel divisor {self.backbone_channel_divisor} must be a "
+                               "positive integer (8 as in keras.applications, 1 as in TF DeepLab)")  # fmt: skip
         if self.num_classes < 2:
             raise EdgesegError(f"{self.num_classes} classes: a segmentation model needs at least 2")
         if len(self.input_size) != 2:

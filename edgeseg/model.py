@@ -7,12 +7,13 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from edgeseg import pretrained
 from edgeseg.backbone import load_backbone_weights, mobilenet_v2_features
 from edgeseg.config import ModelConfig
 from edgeseg.layers import StaticResize
 from edgeseg.presets import DEFAULT_PRESET, get_config
 from runtime.atomic import atomic_path, check_output
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
 
 BN = dict(epsilon=1e-5, momentum=0.99)
 
@@ -26,16 +27,20 @@ class DeepLab(keras.Model):
 
     Args:
         config: The architecture.
+        labels: {"classes": [...], "colors": [[R, G, B], ...]} of a model whose classes are
+            known (pretrained weights), or None; `edgeseg convert` embeds them.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, labels: dict | None = None, **kwargs):
         inputs, outputs = _assemble(config)
         kwargs.setdefault("name", config.preset)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.config = config
+        self.labels = labels
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+        config = {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+        return {**config, "labels": self.labels} if self.labels else config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -44,17 +49,20 @@ class DeepLab(keras.Model):
 
 
 def build_model(config: ModelConfig | str = DEFAULT_PRESET, *, backbone_weights: str | Path | None = None,
-                **overrides) -> DeepLab:  # fmt: skip
-    """Build a DeepLabV3(+) model from a preset or a configuration.
+                weights: str | None = None, **overrides) -> DeepLab:  # fmt: skip
+    """Build a DeepLabV3(+) model from a preset or a configuration, optionally pretrained.
 
     Example:
         >>> model = build_model("deeplabv3plus_mnv2", num_classes=11, input_size=(360, 480),
         ...                     backbone_weights="imagenet")
+        >>> voc = build_model("deeplabv3_mnv2", weights="pascalvoc", backbone_alpha=0.5)
 
     Args:
         config: A preset name (`edgeseg.presets.PRESETS`) or a `ModelConfig`.
         backbone_weights: None or "none" for random initialisation, "imagenet" for Keras's
             ImageNet weights, or the path of a MobileNetV2 `.h5` / `.weights.h5` file.
+        weights: Pretrained weights of the whole model, e.g. "pascalvoc" (see
+            `edgeseg.pretrained`); the model then carries their class names and colours.
         **overrides: `ModelConfig` fields to change, e.g. `num_classes=11`,
             `input_size=(360, 480)`, `backbone_alpha=0.35`.
 
@@ -63,10 +71,21 @@ def build_model(config: ModelConfig | str = DEFAULT_PRESET, *, backbone_weights:
         (1, h, w, num_classes) at `config.output_stride`.
 
     Raises:
-        EdgesegError: an unknown preset or option, an invalid value, or backbone weights that
-            cannot be found or do not fit.
+        EdgesegError: an unknown preset or option, an invalid value, backbone weights that
+            cannot be found or do not fit, pretrained weights that do not fit the model, or
+            both `weights` and `backbone_weights`.
     """
-    config = get_config(config, **overrides) if isinstance(config, str) else config.replace(**overrides)
+    if weights is not None and backbone_weights not in (None, "none"):
+        raise ParameterError(f"{{weights}} {weights} loads the whole model, backbone included; drop "
+                             "{backbone_weights}", "weights", "backbone_weights")  # fmt: skip
+    if isinstance(config, str):
+        config = pretrained.pretrained_config(weights, config, **overrides) if weights else get_config(config, **overrides)
+    else:
+        config = config.replace(**overrides)
+    if weights is not None:
+        model = DeepLab(config, labels=pretrained.check_fits(weights, config).labels())
+        pretrained.load_pretrained(model, weights)
+        return model
     model = DeepLab(config)
     if backbone_weights is not None and str(backbone_weights) != "none":
         load_backbone_weights(model, backbone_weights, config.backbone_alpha)
@@ -76,7 +95,8 @@ def build_model(config: ModelConfig | str = DEFAULT_PRESET, *, backbone_weights:
 def _assemble(config: ModelConfig):
     # === Backbone ===
     inputs = keras.Input((*config.input_size, 3), batch_size=1, name="image")
-    features = mobilenet_v2_features(inputs, config.backbone_alpha, config.backbone_output_stride)
+    features = mobilenet_v2_features(inputs, config.backbone_alpha, config.backbone_output_stride,
+                                     config.backbone_channel_divisor)  # fmt: skip
     for tap in (config.backbone_tap, config.decoder_tap if config.decoder else None):
         if tap is not None and tap not in features:
             raise EdgesegError(f"unknown backbone layer {tap!r}; use a keras.applications.MobileNetV2 "
@@ -162,7 +182,8 @@ def resize_model(model: keras.Model, input_size: tuple[int, int]) -> DeepLab:
     if config is None:
         raise EdgesegError(f"model {model.name} was not built by edgeseg, so it cannot be rebuilt at "
                            "another input size")  # fmt: skip
-    resized = DeepLab(config.replace(input_size=tuple(int(v) for v in input_size)), name=model.name)
+    resized = DeepLab(config.replace(input_size=tuple(int(v) for v in input_size)), labels=model.labels,
+                      name=model.name)  # fmt: skip
     resized.set_weights(model.get_weights())
     return resized
 

@@ -41,32 +41,41 @@ def get_config(preset: str = DEFAULT_PRESET, **overrides) -> ModelConfig:
     return ModelConfig(preset=preset, **options)
 
 
-def model_argument(model, num_classes: int | None = None, backbone_weights=None):
+def model_argument(model, num_classes: int | None = None, backbone_weights=None, weights: str | None = None):
     """What a `model` argument (of `edgeseg.train` or `edgeseg.convert`) names, checked without TensorFlow.
 
     Args:
         model: A preset name, a `ModelConfig`, the path of a .keras file, or a built model.
         num_classes: Classes of a model built from a preset; checked against a ModelConfig's.
         backbone_weights: Given only for a model to build (a preset or a ModelConfig).
+        weights: Pretrained weights of the whole model to build (a preset or a ModelConfig);
+            a preset then gets the configuration they fit (`edgeseg.pretrained`).
 
     Returns:
         A `ModelConfig` to build, the `Path` of an existing .keras file, or `model` itself.
 
     Raises:
-        ParameterError: backbone weights for a model that already has weights, or a name that
-            is neither a preset nor a .keras file.
-        EdgesegError: a missing file, or a ModelConfig with other classes than `num_classes`.
+        ParameterError: backbone or pretrained weights for a model that already has weights,
+            or a name that is neither a preset nor a .keras file.
+        EdgesegError: a missing file, a ModelConfig with other classes than `num_classes`, or
+            pretrained weights that do not fit the preset.
     """
     if isinstance(model, str) and model in PRESETS:
-        model = get_config(model, num_classes=num_classes)
+        if weights is not None:
+            from edgeseg.pretrained import pretrained_config  # noqa: PLC0415 - it imports this module
+
+            model = pretrained_config(weights, model, num_classes=num_classes)
+        else:
+            model = get_config(model, num_classes=num_classes)
     if isinstance(model, ModelConfig):
         if num_classes is not None and model.num_classes != num_classes:
             raise EdgesegError(f"model config {model.preset} has {model.num_classes} classes but {num_classes} "
                                "are given")  # fmt: skip
         return model
-    if backbone_weights is not None:
-        raise ParameterError("{backbone_weights} apply to a model built from a preset or a ModelConfig; this "
-                             "{model} already has its weights", "backbone_weights", "model")  # fmt: skip
+    for given, name in ((backbone_weights, "backbone_weights"), (weights, "weights")):
+        if given is not None:
+            raise ParameterError(f"{{{name}}} apply to a model built from a preset or a ModelConfig; this "
+                                 "{model} already has its weights", name, "model")  # fmt: skip
     if isinstance(model, (str, Path)):
         path = Path(model)
         if path.suffix != ".keras":

@@ -93,6 +93,7 @@ def train(
     ignore_index: int = 255,
     input_size: tuple[int, int] | None = None,
     backbone_weights: str | Path | None = None,
+    weights: str | None = None,
     loss: str = "ce",
     class_weights: str | Sequence[float] | None = None,
     optimizer: str = "adam",
@@ -138,6 +139,10 @@ def train(
         input_size: (height, width) of the training crops; default: the model's input size.
         backbone_weights: For a model built here: "imagenet", a MobileNetV2 .h5 /
             .weights.h5 file, or None / "none" for random initialisation.
+        weights: For a model built here: start from pretrained segmentation weights, e.g.
+            "pascalvoc" (`edgeseg.pretrained`): their backbone and the ASPP layers whose shapes
+            fit, with a new logits layer for `classes` (and a new decoder where the preset
+            has one). Not with `backbone_weights`.
         loss: "ce", "wce" (class-weighted), "focal", "dice", or a sum such as "wce+dice".
         class_weights: For wce/focal: "inverse", "median" (default for wce), "none", or
             one weight per class.
@@ -177,7 +182,7 @@ def train(
     if (val_images is None) != (val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
     names = class_names(classes) if classes is not None else None
-    model = _model_argument(model, names, backbone_weights, resume)
+    model = _model_argument(model, names, backbone_weights, weights, resume)
     crop = _check_size(input_size)
     scales = _check_scale_range(scale_range)
     if names is not None:
@@ -195,7 +200,7 @@ def train(
            "class_weights": weighting, "images": _resolved(images), "masks": _resolved(masks),
            "val_images": _resolved(val_images), "val_masks": _resolved(val_masks), "classes": names,
            "input_size": list(crop) if crop else None, "scale_range": list(scales),
-           "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+           "backbone_weights": None if backbone_weights is None else str(backbone_weights), "weights": weights,
            **_model_identity(model)}  # fmt: skip
     if mixed_precision is None:
         mixed_precision = bool(tf.config.list_physical_devices("GPU"))
@@ -261,8 +266,11 @@ def _check_run_folder(out: Path, resume: bool) -> None:
         raise EdgesegError(f"folder {out.parent} does not exist; create it first")
 
 
-def _model_argument(model, names: list[str] | None, backbone_weights, resume: bool):
+def _model_argument(model, names: list[str] | None, backbone_weights, weights, resume: bool):
     """`model` as a `ModelConfig`, the Path of a .keras file, a built Keras model, or None (resuming)."""
+    if weights is not None and backbone_weights not in (None, "none"):
+        raise ParameterError(f"{{weights}} {weights} gives the backbone too; drop {{backbone_weights}}",
+                             "weights", "backbone_weights")  # fmt: skip
     if model is None:
         if not resume:
             raise ParameterError("give a {model} to train (None only continues a run, with {resume})",
@@ -270,7 +278,15 @@ def _model_argument(model, names: list[str] | None, backbone_weights, resume: bo
         return None
     if isinstance(model, str) and model in PRESETS and names is None:
         raise ParameterError(f"give {{classes}} to build preset {model!r}", "classes")
-    return model_argument(model, None if names is None else len(names), backbone_weights)
+    model = model_argument(model, None if names is None else len(names), backbone_weights)
+    if weights is not None:
+        if not isinstance(model, ModelConfig):
+            raise ParameterError("{weights} apply to a model built from a preset or a ModelConfig; this {model} "
+                                 "already has its weights", "weights", "model")  # fmt: skip
+        from edgeseg.pretrained import fine_tune_config  # noqa: PLC0415
+
+        model = fine_tune_config(weights, model)
+    return model
 
 
 def _check_size(input_size) -> tuple[int, int] | None:
@@ -360,6 +376,10 @@ def _build(config: ModelConfig, run: dict):
     from edgeseg.model import build_model  # noqa: PLC0415
 
     size = tuple(run["input_size"] or config.input_size)
+    if run.get("weights"):
+        from edgeseg.pretrained import fine_tune_model  # noqa: PLC0415
+
+        return fine_tune_model(run["weights"], config.replace(input_size=size))
     return build_model(config.replace(input_size=size), backbone_weights=run["backbone_weights"])
 
 

@@ -67,3 +67,14 @@ def test_unknown_preset_lists_the_presets():
 def test_unknown_json_key_is_refused():
     with pytest.raises(EdgesegError, match="unknown model config keys"):
         ModelConfig.from_dict({"num_classes": 3, "colour": "red"})
+
+
+def test_backbone_channel_divisor_round_trips_and_defaults_to_keras():
+    assert get_config().backbone_channel_divisor == 8
+    config = get_config("deeplabv3_mnv2", backbone_alpha=0.5, backbone_channel_divisor=1)
+    assert ModelConfig.from_json(config.to_json()) == config
+    older = config.to_dict()
+    del older["backbone_channel_divisor"]  # a config saved before the field existed
+    assert ModelConfig.from_dict(older).backbone_channel_divisor == 8
+    with pytest.raises(EdgesegError, match="divisor 0 must be a positive integer"):
+        get_config(backbone_channel_divisor=0)

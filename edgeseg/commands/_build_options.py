@@ -7,17 +7,22 @@ for `--alpha`), so an error from the library about `backbone_alpha` reads `--alp
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from edgeseg import pretrained
 from edgeseg.commands._common import flag_of, typed
 from edgeseg.config import ModelConfig
 from edgeseg.presets import PRESETS, get_config
 from runtime.errors import EdgesegError
 
 Preset = Annotated[str, typer.Option("--preset", help=f"Model preset: {', '.join(PRESETS)}.")]
+Weights = Annotated[Optional[str], typer.Option("--weights", help="Pretrained weights shipped with edgeseg: "
+                                                + "; ".join(pretrained.describe(name) for name in pretrained.names())
+                                                + " (Pascal VOC).")]  # fmt: skip
 NumClasses = Annotated[Optional[int], typer.Option("--classes", help="Number of classes.")]
 InputSize = Annotated[Optional[str], typer.Option("--input-size", help="Input HEIGHTxWIDTH, e.g. 513x513 or 360x480 "
                                                   "(train: the crop size; convert: a .keras model is rebuilt at it).")]  # fmt: skip
@@ -27,10 +32,14 @@ AsppRates = Annotated[Optional[str], typer.Option("--aspp-rates", help="Atrous r
 NoDecoder = Annotated[bool, typer.Option("--no-decoder", help="Drop the decoder (DeepLabV3).")]
 BackboneWeights = Annotated[str, typer.Option("--backbone-weights", help="imagenet (Keras download), none, "
                                               "or a MobileNetV2 .h5/.weights.h5 file.")]  # fmt: skip
+FineTuneWeights = Annotated[Optional[str], typer.Option("--weights", help="Start from pretrained segmentation weights: "
+                                                        "their backbone and the ASPP layers that fit, a new logits layer "
+                                                        "for your classes (" + ", ".join(pretrained.names()) + ").")]  # fmt: skip
 
 # What a saved model already fixes: refused beside one (its classes may be checked, its size changed).
 FIXED_BY_A_MODEL = {"preset": Preset, "backbone_alpha": BackboneAlpha, "backbone_output_stride": BackboneOutputStride,
-                    "aspp_rates": AsppRates, "no_decoder": NoDecoder, "backbone_weights": BackboneWeights}  # fmt: skip
+                    "aspp_rates": AsppRates, "no_decoder": NoDecoder, "backbone_weights": BackboneWeights,
+                    "weights": Weights}  # fmt: skip
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -52,11 +61,12 @@ def parse_rates(text: str) -> tuple[int, ...]:
         raise EdgesegError(f"ASPP rates {text!r} are not comma-separated integers (e.g. 6,12,18) or 'none'") from None
 
 
-def model_config(preset: str, num_classes: int | None = None, input_size: str | None = None,
+def model_config(preset: str | None, num_classes: int | None = None, input_size: str | None = None,
                  backbone_alpha: float | None = None, backbone_output_stride: int | None = None,
-                 aspp_rates: str | None = None, no_decoder: bool = False) -> ModelConfig:  # fmt: skip
-    """The `ModelConfig` the build options describe: the preset with the options given."""
-    return get_config(
+                 aspp_rates: str | None = None, no_decoder: bool = False, weights: str | None = None) -> ModelConfig:  # fmt: skip
+    """The `ModelConfig` the build options describe: the preset with the options given, or with
+    `weights`, the model those pretrained weights fit (`preset` None: the one they were trained for)."""
+    return (partial(pretrained.pretrained_config, weights) if weights else get_config)(
         preset,
         num_classes=num_classes,
         input_size=parse_size(input_size) if input_size is not None else None,
@@ -65,6 +75,21 @@ def model_config(preset: str, num_classes: int | None = None, input_size: str | 
         aspp_rates=parse_rates(aspp_rates) if aspp_rates is not None else None,
         decoder=False if no_decoder else None,
     )
+
+
+def preset_and_backbone(context: typer.Context, preset: str, weights: str | None,
+                        backbone_weights: str) -> tuple[str | None, str | None]:  # fmt: skip
+    """The preset and backbone weights to build with. Beside pretrained `weights` the preset is
+    the one typed, else theirs (None), and there are no backbone weights: they hold the backbone.
+
+    Raises:
+        EdgesegError: both --weights and --backbone-weights typed.
+    """
+    if weights is None:
+        return preset, backbone_weights
+    if typed(context, "backbone_weights"):
+        raise EdgesegError(f"--weights {weights} loads the whole model, backbone included; drop --backbone-weights")
+    return (preset if typed(context, "preset") else None), None
 
 
 def refuse_build_options(context: typer.Context, model: Path) -> None:

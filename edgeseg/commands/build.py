@@ -15,6 +15,7 @@ from runtime.atomic import check_output
 
 @user_errors
 def build(
+    context: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Where to write the model (.keras).")],
     preset: opts.Preset = DEFAULT_PRESET,
     num_classes: opts.NumClasses = None,
@@ -24,15 +25,17 @@ def build(
     aspp_rates: opts.AsppRates = None,
     no_decoder: opts.NoDecoder = False,
     backbone_weights: opts.BackboneWeights = "imagenet",
+    weights: opts.Weights = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Build a model from a preset and save it as .keras."""
+    preset, backbone_weights = opts.preset_and_backbone(context, preset, weights, backbone_weights)
     config = opts.model_config(preset, num_classes, input_size, backbone_alpha, backbone_output_stride,
-                               aspp_rates, no_decoder)  # fmt: skip
+                               aspp_rates, no_decoder, weights)  # fmt: skip
     check_output(out, (".keras",))
     import edgeseg  # noqa: PLC0415 - its model functions import TensorFlow
 
-    model = edgeseg.build_model(config, backbone_weights=backbone_weights)
+    model = edgeseg.build_model(config, backbone_weights=backbone_weights, weights=weights)
     edgeseg.save_model(model, out)
     from edgeseg.summary import summarize  # noqa: PLC0415
 
@@ -40,7 +43,8 @@ def build(
     if json_output:
         print_json(summary)
     else:
-        typer.echo(f"saved {out}: {config.preset}, {summary['params'] / 1e6:.2f}M parameters, "
+        typer.echo(f"saved {out}: {config.preset}{f' with {weights} weights' if weights else ''}, "
+                   f"{summary['params'] / 1e6:.2f}M parameters, "
                    f"{summary['madds'] / 1e9:.2f}G multiply-adds at {config.input_size[0]}x"
                    f"{config.input_size[1]}, logits {summary['output_shape']} "
                    f"(stride {config.output_stride})")  # fmt: skip

@@ -9,15 +9,21 @@ import typer
 
 from edgeseg.commands import _build_options as opts
 from converters.modes import IO_TYPES, OUTPUT_KINDS, QUANTIZATIONS
-from edgeseg.commands._common import ProgressBars, print_json, user_errors
+from edgeseg.commands._common import ProgressBars, print_json, typed, user_errors
 from edgeseg.presets import DEFAULT_PRESET
+from runtime.errors import EdgesegError
+
+# What `edgeseg convert` builds when given no model and no build choice: a trained network.
+DEFAULT_WEIGHTS = "pascalvoc"
 
 
 @user_errors
 def convert(
     context: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Where to write the .tflite model.")],
-    model: Annotated[Optional[Path], typer.Argument(help="A .keras model; without it the preset is built.")] = None,
+    model: Annotated[Optional[Path], typer.Argument(help="A .keras model; without it the preset is built "
+                                                    "(with none of --preset/--weights/--backbone-weights: "
+                                                    f"deeplabv3_mnv2 with the {DEFAULT_WEIGHTS} weights).")] = None,  # fmt: skip
     preset: opts.Preset = DEFAULT_PRESET,
     num_classes: opts.NumClasses = None,
     input_size: opts.InputSize = None,
@@ -26,6 +32,7 @@ def convert(
     aspp_rates: opts.AsppRates = None,
     no_decoder: opts.NoDecoder = False,
     backbone_weights: opts.BackboneWeights = "imagenet",
+    weights: opts.Weights = None,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Folder of calibration images (default: calibration_data/).")] = None,
     num_calibration: Annotated[int, typer.Option("--num-calibration", min=1, help="Calibration images to use.")] = 200,
     quantization: Annotated[str, typer.Option("--quantization", help=f"{', '.join(QUANTIZATIONS)}.")] = "int8",
@@ -44,14 +51,25 @@ def convert(
         opts.refuse_build_options(context, model)
         source, size = model, opts.parse_size(input_size) if input_size else None
     else:
-        source, size = opts.model_config(preset, num_classes, input_size, backbone_alpha, backbone_output_stride,
-                                         aspp_rates, no_decoder), None  # fmt: skip
+        defaulted = not any(typed(context, name) for name in ("preset", "weights", "backbone_weights"))
+        weights = DEFAULT_WEIGHTS if defaulted else weights
+        preset, backbone_weights = opts.preset_and_backbone(context, preset, weights, backbone_weights)
+        try:
+            source = opts.model_config(preset, num_classes, input_size, backbone_alpha, backbone_output_stride,
+                                       aspp_rates, no_decoder, weights)  # fmt: skip
+        except EdgesegError as error:
+            if not defaulted:
+                raise
+            raise EdgesegError(f"{error}. (Without a model or --preset, convert builds the pretrained "
+                               f"{DEFAULT_WEIGHTS} model; give --preset NAME for an untrained design.)") from None
+        size = None
     import edgeseg  # noqa: PLC0415 - conversion imports TensorFlow
 
     with ProgressBars(quiet=json_output) as progress:
         result = edgeseg.convert(
             source, out, input_size=size, classes=num_classes if model is not None else None,
-            backbone_weights=backbone_weights if model is None else None, calibration=calibration,
+            backbone_weights=backbone_weights if model is None else None,
+            weights=weights if model is None else None, calibration=calibration,
             num_calibration=num_calibration, quantization=quantization, io=io,
             output_kind=output_kind, val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
             bias_correction=bias_correction, report=report_path, threads=threads, progress=progress.task,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -14,10 +14,14 @@ from runtime.errors import EdgesegError
 
 @user_errors
 def info(
-    model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
+    model: Annotated[Optional[Path], typer.Argument(help="A .keras or .tflite model; without it, the presets "
+                                                    "and the pretrained weights that ship with edgeseg.")] = None,  # fmt: skip
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Describe a .keras or .tflite model: config, size, ops, metadata."""
+    """Describe a .keras or .tflite model: config, size, ops, metadata (or list what ships)."""
+    if model is None:
+        _catalog(json_output)
+        return
     if model.is_dir():
         raise EdgesegError(f"{model} is a folder; give a .keras or .tflite model file")
     if not model.is_file():
@@ -42,3 +46,20 @@ def info(
         print_json(description)
     else:
         typer.echo(render(description))
+
+
+def _catalog(json_output: bool) -> None:
+    """The presets and the pretrained weights shipped in the package (no TensorFlow needed)."""
+    from edgeseg.pretrained import catalog  # noqa: PLC0415
+    from edgeseg.presets import PRESET_HELP  # noqa: PLC0415
+
+    rows = catalog()
+    if json_output:
+        print_json({"presets": PRESET_HELP, "pretrained": rows})
+        return
+    lines = ["presets (edgeseg build/convert/train --preset NAME):"]
+    lines += [f"  {name:<30} {text}" for name, text in PRESET_HELP.items()]
+    lines += ["", "pretrained weights (--weights NAME; installed with edgeseg):"]
+    lines += [f"  {row['weights']:<10} {row['preset']:<16} alpha {str(row['alpha']):<4} {row['classes']} classes  "
+              f"{row['dataset']}, reported val mIoU {row['reported_miou']:.2f}%" for row in rows]  # fmt: skip
+    typer.echo("\n".join(lines))

@@ -55,6 +55,7 @@ def train(
                                                     "weights); train: update it (large batches, or from "
                                                     "scratch).")] = BACKBONE_BN[0],  # fmt: skip
     backbone_weights: opts.BackboneWeights = "imagenet",
+    weights: opts.FineTuneWeights = None,
     backbone_alpha: opts.BackboneAlpha = None,
     backbone_output_stride: opts.BackboneOutputStride = None,
     aspp_rates: opts.AsppRates = None,
@@ -82,11 +83,13 @@ def train(
         count = len(class_names(given_classes)) if given_classes is not None else None
         model = opts.model_config(preset, count, input_size, backbone_alpha, backbone_output_stride, aspp_rates,
                                   no_decoder)  # fmt: skip
+        _, backbone_weights = opts.preset_and_backbone(context, preset, weights, backbone_weights)
     with _Progress(epochs) as progress:
         result = train_model(
             model, images, masks, out, val_images=val_images, val_masks=val_masks, classes=given_classes,
             ignore_index=ignore_index, input_size=opts.parse_size(input_size) if input_size else None,
-            backbone_weights=None if isinstance(model, Path) else backbone_weights, loss=loss,
+            backbone_weights=None if isinstance(model, Path) else backbone_weights,
+            weights=None if isinstance(model, Path) else weights, loss=loss,
             class_weights=class_weights, optimizer=optimizer.value, lr=lr, schedule=schedule.value,
             warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, freeze_backbone=freeze_backbone,
             backbone_bn=backbone_bn.value, scale_range=_parse_scale_range(scale_range), val_every=val_every,
