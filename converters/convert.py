@@ -20,12 +20,13 @@ from converters import calibration, report
 from converters.bias import corrected_biases
 from converters.tflite import check_options, convert as convert_graph, segmentation_output, static_batch_one, with_argmax
 from edgeseg import __version__
+from edgeseg.checks import output_file, thread_count
 from edgeseg.classes import DEFAULT_IGNORE_INDEX, class_colors, class_names, read_classes_json
-from edgeseg.config import NORMALIZATION, ModelConfig
+from edgeseg.config import NORMALIZATION, ModelConfig, check_input_size
 from edgeseg.datasets import scan_dataset
 from edgeseg.model import DeepLab, build_model, config_of, load_model, resize_model
 from edgeseg.presets import model_argument
-from runtime.atomic import atomic_path, check_output, write_bytes
+from runtime.atomic import atomic_path, write_bytes
 from runtime.errors import ParameterError
 from runtime.metadata import embed_metadata
 from runtime.palette import default_classes, default_colors
@@ -113,8 +114,8 @@ def convert(
         The report (JSON-serialisable): ops, size, latency, fidelity, coverage, calibration.
 
     Raises:
-        EdgesegError: bad arguments (`ParameterError`, naming them), model, images or masks,
-            an unwritable output, or `strict_int8` with float or quantize ops left inside the
+        EdgesegError: bad arguments (`ParameterError`, naming them: an unwritable output, an
+            input size or thread count beyond its limit, ...), model, images or masks, or `strict_int8` with float or quantize ops left inside the
             graph. The file at `out` is then untouched and nothing partial is left.
     """
     options = Options(out=Path(out), quantization=quantization, io=io, output_kind=output_kind,
@@ -129,9 +130,12 @@ def convert(
     if options.strict_int8 and options.quantization != "int8":
         raise ParameterError(f"{{strict_int8}} needs {{quantization}} int8, not {options.quantization}",
                              "strict_int8", "quantization")  # fmt: skip
-    check_output(options.out, (".tflite",))
+    output_file(options.out, "out", (".tflite",))
     if options.report is not None:
-        check_output(options.report, (".json",))
+        output_file(options.report, "report", (".json",))
+    if options.input_size is not None:
+        check_input_size(options.input_size)
+    thread_count(options.threads, warn)
     if (options.val_images is None) != (options.val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
     model, source = _keras_model(model, options.input_size, classes, backbone_weights, weights)
@@ -313,8 +317,10 @@ def _report(float_path, converted_path, images, val, labels, options, progress) 
     result["size_bytes"] = {"float32": float_path.stat().st_size, "converted": converted_path.stat().st_size}
     result["size_ratio"] = result["size_bytes"]["converted"] / result["size_bytes"]["float32"]
     timing = report.latency({"float32": float_path, "converted": converted_path}, threads, options.latency_runs)
+    # A model small enough to time at 0 ms (rounded) has no ratio: None (JSON null), never a division by zero.
+    float_ms = timing["float32"]["invoke_ms"]
     result["latency"] = {"threads": threads, **timing,
-                         "ratio": timing["converted"]["invoke_ms"] / timing["float32"]["invoke_ms"]}  # fmt: skip
+                         "ratio": timing["converted"]["invoke_ms"] / float_ms if float_ms > 0 else None}  # fmt: skip
     classes = labels["classes"]
     if val is not None:
         advance = progress("validating", 2 * len(val)) if progress else None

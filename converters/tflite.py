@@ -13,6 +13,7 @@ from converters.flatbuffer import share_identical_arrays
 from converters.modes import IO_TYPES, OUTPUT_KINDS, QUANTIZATIONS
 from runtime.console import held_stderr
 from runtime.errors import EdgesegError, ParameterError
+from runtime.limits import MAX_CLASSES
 
 
 
@@ -75,7 +76,7 @@ def segmentation_output(model: keras.Model) -> None:
 
     Raises:
         EdgesegError: several inputs/outputs, a non-static or non-image input, or an output
-            that is not (batch, h, w, C) with C >= 2.
+            that is not (batch, h, w, C) with 2 <= C <= `runtime.limits.MAX_CLASSES`.
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise EdgesegError(f"model {model.name} has {len(model.inputs)} inputs and "
@@ -84,6 +85,9 @@ def segmentation_output(model: keras.Model) -> None:
     if len(shape) != 4 or shape[-1] is None or shape[-1] < 2:
         raise EdgesegError(f"model {model.name} outputs shape {shape}, not a 4-D segmentation map "
                            "(batch, height, width, classes)")  # fmt: skip
+    if shape[-1] > MAX_CLASSES:  # refused before a conversion whose label maps could not hold them
+        raise EdgesegError(f"model {model.name} has {shape[-1]} classes; edgeseg supports at most {MAX_CLASSES} "
+                           "(uint8 label maps, with 255 for ignored pixels)")  # fmt: skip
     if len(model.input.shape) != 4 or model.input.shape[-1] != 3:
         raise EdgesegError(f"model {model.name} takes input {tuple(model.input.shape)}, not "
                            "(batch, height, width, 3) images")  # fmt: skip

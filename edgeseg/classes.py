@@ -13,13 +13,16 @@ import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgeseg.config import NORMALIZATION
+from edgeseg.config import NORMALIZATION, check_num_classes
 from runtime.atomic import write_bytes
 from runtime.errors import EdgesegError, ParameterError
+from runtime.limits import MAX_CLASSES
 from runtime.palette import generated_color
 
 CLASSES_FILE = "classes.json"
 DEFAULT_IGNORE_INDEX = 255  # the mask value left out when neither the caller nor the model names one
+# MAX_CLASSES names of up to 4 KiB each: a bigger file is not a classes file.
+MAX_CLASSES_FILE_BYTES = MAX_CLASSES * 4096
 
 CAMVID_COLORS = {
     "sky": (128, 128, 128), "building": (128, 0, 0), "pole": (192, 192, 128),
@@ -36,12 +39,20 @@ def read_classes_file(path: str | Path) -> list[str]:
     """Class names from a text file, one per line (blank lines at the end are ignored).
 
     Raises:
-        EdgesegError: a missing file, an empty name, a repeated name or fewer than 2 names.
+        EdgesegError: a missing, oversized or non-UTF-8 file, an empty name, a repeated name,
+            fewer than 2 names or more than `runtime.limits.MAX_CLASSES`.
     """
     path = Path(path)
     if not path.is_file():
         raise EdgesegError(f"classes file {path} does not exist")
-    lines = path.read_text(encoding="utf-8").rstrip().splitlines()
+    if path.stat().st_size > MAX_CLASSES_FILE_BYTES:
+        raise EdgesegError(f"classes file {path} is {path.stat().st_size:,} bytes; a list of at most {MAX_CLASSES} "
+                           "names is far smaller: is it the right file?")  # fmt: skip
+    try:
+        lines = path.read_text(encoding="utf-8").rstrip().splitlines()
+    except UnicodeDecodeError as error:
+        raise EdgesegError(f"classes file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                           f"offset {error.start}); save it as UTF-8, one class name per line") from None  # fmt: skip
     names = [line.strip() for line in lines]
     for number, name in enumerate(names, start=1):
         if not name:
@@ -72,6 +83,7 @@ def class_names(classes: Sequence[str] | int | str | Path) -> list[str]:
     if isinstance(classes, numbers.Integral):
         if classes < 2:
             raise ParameterError(f"{{classes}} {classes}: a segmentation model needs at least 2 classes", "classes")
+        check_num_classes(classes, "classes")
         return [f"class {index}" for index in range(classes)]
     names = [str(name) for name in classes]
     if any(not name.strip() for name in names):
@@ -88,6 +100,8 @@ def _names_problem(names: list[str]) -> str | None:
         return f"names {repeated[0]!r} more than once"
     if len(names) < 2:
         return f"has {len(names)} class name(s); a model needs at least 2"
+    if len(names) > MAX_CLASSES:
+        return f"has {len(names)} class names; edgeseg supports at most {MAX_CLASSES} (uint8 label maps)"
     return None
 
 

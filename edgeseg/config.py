@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import re
 from dataclasses import dataclass
 
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
+from runtime.limits import MAX_CLASSES, MAX_INPUT_SIDE
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 OUTPUT_STRIDES = (8, 16, 32)
@@ -90,8 +92,8 @@ class ModelConfig:
                                "positive integer (8 as in keras.applications, 1 as in TF DeepLab)")  # fmt: skip
         if self.num_classes < 2:
             raise EdgesegError(f"{self.num_classes} classes: a segmentation model needs at least 2")
-        if len(self.input_size) != 2:
-            raise EdgesegError(f"input size {self.input_size} must be HEIGHT x WIDTH")
+        check_num_classes(self.num_classes)
+        check_input_size(self.input_size)
         smallest = 2 * self.backbone_output_stride
         if min(self.input_size) < smallest:
             height, width = self.input_size
@@ -159,6 +161,42 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+def check_num_classes(count: int, name: str = "num_classes") -> None:
+    """Refuse more classes than a uint8 label map carries beside its ignore value.
+
+    The limit is `runtime.limits.MAX_CLASSES` (255: classes 0-254, and 255 left for the
+    ignore index that training and evaluation use by default). int8 logits have no such
+    limit, but the label maps the runtime, training and evaluation make from them are uint8.
+
+    Raises:
+        ParameterError: naming parameter `name`, with the limit.
+    """
+    if count > MAX_CLASSES:
+        raise ParameterError(f"{{{name}}} {count} is more classes than edgeseg supports: at most {MAX_CLASSES} "
+                             f"(label maps are uint8, 0-{MAX_CLASSES - 1} for classes and {MAX_CLASSES} for "
+                             "ignored pixels)", name)  # fmt: skip
+
+
+def check_input_size(size, name: str = "input_size") -> tuple[int, int]:
+    """`size` as (height, width), refused beyond `runtime.limits.MAX_INPUT_SIDE` pixels a side.
+
+    The limit is where TFLite stops working, not taste: its kernels count a tensor's
+    elements in a 32-bit int, which MobileNetV2's widest activation passes at about 9,460
+    pixels a side, and the runtime refuses image inputs beyond 8192 a side when it loads a
+    model. A model built larger could be saved but never converted or run.
+
+    Raises:
+        ParameterError: not two positive integers, or a side beyond the limit (naming `name`).
+    """
+    size = tuple(size)
+    if len(size) != 2 or not all(isinstance(v, numbers.Integral) and v > 0 for v in size):
+        raise ParameterError(f"{{{name}}} {size!r} is not (height, width) in pixels", name)
+    if max(size) > MAX_INPUT_SIDE:
+        raise ParameterError(f"{{{name}}} {size[0]}x{size[1]} is beyond the limit of {MAX_INPUT_SIDE} pixels a side "
+                             "(TFLite counts a tensor's elements in 32 bits)", name)  # fmt: skip
+    return size
 
 
 def check_fields(data: dict) -> None:

@@ -10,6 +10,7 @@ quantization alone.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from edgeseg.checks import output_file, thread_count
 from edgeseg.classes import DEFAULT_IGNORE_INDEX, check_ignore_index, class_names, read_classes_json
 from edgeseg.config import NORMALIZATION
 from edgeseg.datasets import DatasetInfo, read_pair, scan_dataset
@@ -220,7 +222,8 @@ class Evaluation:
 def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Path, *,
              classes: Sequence[str] | int | str | Path | None = None, ignore_index: int | None = None,
              threads: int | None = None, confusion: str | Path | None = None,
-             progress: Callable[[str, int], Callable[[], None]] | None = None) -> Evaluation:  # fmt: skip
+             progress: Callable[[str, int], Callable[[], None]] | None = None,
+             warn: Callable[[str], None] | None = None) -> Evaluation:  # fmt: skip
     """Score one or more models on a folder of images and masks, as the device would run them.
 
     Example:
@@ -237,20 +240,24 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
         threads: CPU threads for .tflite models (default: every core).
         confusion: Also write the confusion matrices to this .png.
         progress: progress(description, total) -> advance(), called once per model.
+        warn: Called with one-line warnings (more threads than cores); default: `warnings.warn`.
 
     Returns:
         The `Evaluation`.
 
     Raises:
         EdgesegError: a missing or unreadable model, models that predict different numbers
-            of classes, classes or an ignore index that do not fit them, or a bad dataset.
+            of classes, classes or an ignore index that do not fit them, a bad dataset, or
+            (`ParameterError`) threads beyond `runtime.limits.MAX_THREADS` or a `confusion`
+            file that cannot be written.
     """
     models = [models] if isinstance(models, (str, Path)) or not isinstance(models, Sequence) else list(models)
     for model in models:  # every file before loading any
         if isinstance(model, (str, Path)):
             check_model_path(model)
     if confusion is not None:
-        check_output(confusion, (".png",))
+        output_file(confusion, "confusion", (".png",))
+    thread_count(threads, warn or (lambda message: warnings.warn(message, stacklevel=3)))
     names = class_names(classes) if classes is not None else None
     loaded = [load_for_eval(model, threads) if isinstance(model, (str, Path)) else _loaded_keras(model)
               for model in models]  # fmt: skip

@@ -16,6 +16,7 @@ always is.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -156,7 +157,9 @@ def fit(model: keras.Model, data: TrainingData, val: DatasetInfo | None, num_cla
         The final `State`.
 
     Raises:
-        ParameterError: resuming with a different number of steps per epoch.
+        ParameterError: resuming with a different number of steps per epoch, or training that
+            diverged (a loss or weights that are not finite; naming the epoch and step, with
+            nothing of that epoch saved: best.keras and last.keras stay as the epoch before left them).
         KeyboardInterrupt: after saving last.keras, when the user presses Ctrl-C.
     """
     strategy = strategy or tf.distribute.get_strategy()
@@ -174,6 +177,7 @@ def fit(model: keras.Model, data: TrainingData, val: DatasetInfo | None, num_cla
     try:
         for epoch in range(len(state.history), settings.epochs):
             row = stepper.epoch(epoch, data, state, reporter, on_step)
+            _check_finite_weights(model, epoch)
             is_best = validator.end_of_epoch(epoch, row, state)
             state.history.append(row)
             state.partial = {}
@@ -254,7 +258,13 @@ class _Stepper:
             step = self.global_step_value()
             self.optimizer.learning_rate = self.lr_at(step)
             loss, correct, valid = self.train_step(images, labels)
-            partial["loss"] += float(loss)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                # Raised before anything is saved: best.keras and last.keras stay from the epochs before.
+                raise ParameterError(f"training diverged: the loss is {loss} at epoch {epoch + 1}, step "
+                                     f"{step + 1 - epoch * steps}; nothing from this epoch was saved. Lower "
+                                     f"{{lr}} (it was {self.lr_at(step):.3g} here)", "lr")  # fmt: skip
+            partial["loss"] += loss
             partial["correct"] += int(correct)
             partial["valid"] += int(valid)
             partial["steps"] += 1
@@ -309,6 +319,17 @@ class _Validator:
         else:
             self.val_model.set_weights(self.model.get_weights())
         refresh_batch_norm(self.val_model, self.data.frames(self.eval_size, BN_REFRESH_IMAGES))
+
+
+def _check_finite_weights(model: keras.Model, epoch: int) -> None:
+    """Refuse to save weights that the epoch's last step made NaN or infinite (its loss came before it).
+
+    Raises:
+        ParameterError: naming the epoch, before best.keras or last.keras is written.
+    """
+    if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables):
+        raise ParameterError(f"training diverged: weights are not finite after epoch {epoch + 1}; nothing from "
+                             "this epoch was saved. Lower {lr}", "lr")  # fmt: skip
 
 
 def _pixel_counts(labels, logits, ignore_index: int):

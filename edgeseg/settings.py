@@ -5,6 +5,7 @@ The tuples here are the one list of each choice; the CLI builds its option choic
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from runtime.errors import ParameterError
@@ -14,6 +15,10 @@ SCHEDULES = ("poly", "cosine", "constant")
 BACKBONE_BN = ("frozen", "train")
 # Peak learning rate when none is given: Adam's usual step, and SGD's for DeepLab fine-tuning.
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2}
+# The largest peak learning rate accepted. DeepLab trains with SGD at 0.007-0.1 and Adam at
+# about 1e-3; a step of more than 1 is larger than the weights themselves (|w| ~ 0.1 in
+# MobileNetV2), so above it a run can only diverge to a NaN loss.
+MAX_LR = 1.0
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Settings:
                 raise ParameterError(f"{{{name}}} {getattr(self, name)} must be at least 1", name)
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
-        if not self.lr > 0:
-            raise ParameterError(f"{{lr}} {self.lr} must be positive", "lr")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise ParameterError(f"{{lr}} {self.lr} must be a finite number above 0 and at most {MAX_LR:g}", "lr")
         if self.warmup_epochs < 0:
             raise ParameterError(f"{{warmup_epochs}} {self.warmup_epochs} must not be negative", "warmup_epochs")

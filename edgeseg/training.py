@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgeseg.checks import output_folder
 from edgeseg.classes import check_ignore_index, class_names, write_classes_json
-from edgeseg.config import ModelConfig
+from edgeseg.config import ModelConfig, check_input_size
 from edgeseg.presets import PRESETS, model_argument
 from edgeseg.settings import Settings
 from runtime.errors import EdgesegError, ParameterError
@@ -183,7 +183,7 @@ def train(
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
     names = class_names(classes) if classes is not None else None
     model = _model_argument(model, names, backbone_weights, weights, resume)
-    crop = _check_size(input_size)
+    crop = None if input_size is None else check_input_size(input_size)
     scales = _check_scale_range(scale_range)
     if names is not None:
         check_ignore_index(ignore_index, len(names))
@@ -253,7 +253,8 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
 
 
 def _check_run_folder(out: Path, resume: bool) -> None:
-    """A new run needs a folder without a run in it; resuming needs the interrupted run's last.keras."""
+    """A new run needs a folder without a run in it; resuming needs the interrupted run's last.keras.
+    Either way the folder must take new files (or be creatable)."""
     if out.exists() and not out.is_dir():
         raise ParameterError(f"{{out}} {out} is a file; give a folder for the run", "out")
     last = out / "last.keras"
@@ -264,6 +265,7 @@ def _check_run_folder(out: Path, resume: bool) -> None:
                              "another {out}", "resume", "out")  # fmt: skip
     if not out.parent.is_dir():
         raise EdgesegError(f"folder {out.parent} does not exist; create it first")
+    output_folder(out, "out")
 
 
 def _model_argument(model, names: list[str] | None, backbone_weights, weights, resume: bool):
@@ -287,15 +289,6 @@ def _model_argument(model, names: list[str] | None, backbone_weights, weights, r
 
         model = fine_tune_config(weights, model)
     return model
-
-
-def _check_size(input_size) -> tuple[int, int] | None:
-    if input_size is None:
-        return None
-    size = tuple(input_size)
-    if len(size) != 2 or not all(isinstance(v, numbers.Integral) and v > 0 for v in size):
-        raise ParameterError(f"{{input_size}} {input_size!r} is not (height, width) in pixels", "input_size")
-    return size
 
 
 def _check_scale_range(scale_range) -> tuple[float, float]:

@@ -189,7 +189,7 @@ def test_errors_name_the_keyword_in_python(tmp_path):
     images, masks = _synthetic_dataset(tmp_path / "data")
     with pytest.raises(edgeseg.ParameterError) as error:
         edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", lr=0.0)
-    assert str(error.value) == "lr 0.0 must be positive"
+    assert str(error.value) == "lr 0.0 must be a finite number above 0 and at most 1"
     with pytest.raises(edgeseg.ParameterError, match=r"^give val_images and val_masks together, or neither$"):
         edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", val_images=images)
     assert not (tmp_path / "run").exists()
@@ -201,7 +201,7 @@ def test_the_same_errors_name_the_flag_in_the_cli(tmp_path):
 
     images, masks = _synthetic_dataset(tmp_path / "data")
     base = ["train", "--images", str(images), "--masks", str(masks), "--classes", "3", "--out", str(tmp_path / "run")]
-    assert_one_line_error(runner.invoke(app, [*base, "--lr", "0"]), "error: --lr 0.0 must be positive")
+    assert_one_line_error(runner.invoke(app, [*base, "--lr", "0"]), "error: --lr 0.0 must be a finite number above 0 and at most 1")
     assert_one_line_error(runner.invoke(app, [*base, "--val-images", str(images)]),
                           "give --val-images and --val-masks together, or neither")  # fmt: skip
     assert not (tmp_path / "run").exists()

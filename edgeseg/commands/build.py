@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from edgeseg.commands import _build_options as opts
+from edgeseg.checks import output_file
 from edgeseg.commands._common import print_json, user_errors
 from edgeseg.presets import DEFAULT_PRESET
-from runtime.atomic import check_output
 
 
 @user_errors
@@ -32,7 +32,7 @@ def build(
     preset, backbone_weights = opts.preset_and_backbone(context, preset, weights, backbone_weights)
     config = opts.model_config(preset, num_classes, input_size, backbone_alpha, backbone_output_stride,
                                aspp_rates, no_decoder, weights)  # fmt: skip
-    check_output(out, (".keras",))
+    output_file(out, "out", (".keras",))
     import edgeseg  # noqa: PLC0415 - its model functions import TensorFlow
 
     model = edgeseg.build_model(config, backbone_weights=backbone_weights, weights=weights)

@@ -11,7 +11,8 @@ from edgeseg.commands import _build_options as opts
 from converters.modes import IO_TYPES, OUTPUT_KINDS, QUANTIZATIONS
 from edgeseg.commands._common import ProgressBars, print_json, typed, user_errors
 from edgeseg.presets import DEFAULT_PRESET
-from runtime.errors import EdgesegError
+from runtime.errors import EdgesegError, ParameterError
+from runtime.text import printable
 
 # What `edgeseg convert` builds when given no model and no build choice: a trained network.
 DEFAULT_WEIGHTS = "pascalvoc"
@@ -60,8 +61,11 @@ def convert(
         except EdgesegError as error:
             if not defaulted:
                 raise
-            raise EdgesegError(f"{error}. (Without a model or --preset, convert builds the pretrained "
-                               f"{DEFAULT_WEIGHTS} model; give --preset NAME for an untrained design.)") from None
+            note = (f". (Without a model or --preset, convert builds the pretrained {DEFAULT_WEIGHTS} model; "
+                    "give --preset NAME for an untrained design.)")  # fmt: skip
+            if isinstance(error, ParameterError):  # still spelled as this command's flags
+                raise ParameterError(error.template + note, *error.parameters) from None
+            raise EdgesegError(f"{error}{note}") from None
         size = None
     import edgeseg  # noqa: PLC0415 - conversion imports TensorFlow
 
@@ -102,7 +106,7 @@ def render(result: dict) -> str:
                  f"{size['float32'] / 1e6:.2f} MB (x{result['size_ratio']:.2f})")  # fmt: skip
     latency = result["latency"]
     lines.append(f"invoke latency, {latency['threads']} threads  {latency['converted']['invoke_ms']:.1f} ms vs "
-                 f"float32 {latency['float32']['invoke_ms']:.1f} ms (x{latency['ratio']:.2f}); end to end "
+                 f"float32 {latency['float32']['invoke_ms']:.1f} ms ({_ratio(latency['ratio'])}); end to end "
                  f"640x480 {latency['converted']['total_ms']:.1f} ms")  # fmt: skip
     fidelity = result["fidelity"]
     if "float_miou" in fidelity:
@@ -110,16 +114,20 @@ def render(result: dict) -> str:
                      f"converted {_pct(fidelity['converted_miou'])}  drop {_pct(fidelity['miou_drop'])} points")  # fmt: skip
         for row in fidelity["per_class"]:
             if row["float_iou"] is not None or row["converted_iou"] is not None:
-                lines.append(f"  {row['class']:<20} {_pct(row['float_iou'])}  {_pct(row['converted_iou'])}")
+                lines.append(f"  {printable(row['class']):<20} {_pct(row['float_iou'])}  {_pct(row['converted_iou'])}")
     elif fidelity.get("pixel_agreement") is not None:
         lines.append(f"pixel agreement float vs converted on {fidelity['images']} held-out images: "
                      f"{100 * fidelity['pixel_agreement']:.2f}% (worst image {100 * fidelity['worst_image']:.2f}%)")  # fmt: skip
     missing = result["coverage"]["missing"]
     if missing:
-        lines.append(f"calibration coverage: the float model never predicts {', '.join(missing)} on the "
+        lines.append(f"calibration coverage: the float model never predicts {', '.join(map(printable, missing))} on the "
                      "calibration images; those classes may quantize badly")  # fmt: skip
     lines.append(f"took {result['seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def _ratio(value) -> str:
+    return "ratio not a number: too fast to time" if value is None else f"x{value:.2f}"
 
 
 def _pct(value) -> str:

@@ -32,7 +32,8 @@ def evaluate(
 
     with ProgressBars() as progress:
         evaluation = evaluate_models(models, images, masks, classes=classes, ignore_index=ignore_index,
-                                     threads=threads, confusion=confusion, progress=progress.task)  # fmt: skip
+                                     threads=threads, confusion=confusion, progress=progress.task,
+                                     warn=progress.warn)  # fmt: skip
     if json_output:
         print_json(evaluation.to_dict())
     else:
@@ -45,11 +46,14 @@ def evaluate(
 
 def _table(results, names: list[str], images: int):
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415 - class and file names are shown as they are, never as markup
+
+    from runtime.text import printable  # noqa: PLC0415 - and with their control characters escaped
 
     table = Table(title=f"{images} images", title_justify="left")
     table.add_column("class")
     for index, result in enumerate(results):
-        table.add_column(f"{result.path.name}\n({result.kind})", justify="right")
+        table.add_column(Text(f"{printable(result.path.name)}\n({result.kind})"), justify="right")
         if index:
             table.add_column("diff", justify="right")
 
@@ -62,7 +66,7 @@ def _table(results, names: list[str], images: int):
         return row
 
     for index, name in enumerate(names):
-        table.add_row(name, *cells([r.metrics.per_class_iou[index] for r in results]))
+        table.add_row(Text(printable(name)), *cells([r.metrics.per_class_iou[index] for r in results]))
     table.add_section()
     table.add_row("mIoU", *cells([r.metrics.miou for r in results], digits=2))
     table.add_row("pixel accuracy", *cells([r.metrics.pixel_accuracy for r in results], digits=2))

@@ -43,7 +43,7 @@ def train(
     class_weights: Annotated[Optional[str], typer.Option("--class-weights", help="For wce/focal: inverse, "
                                                          "median (default for wce), none, or w1,w2,...")] = None,  # fmt: skip
     optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer.")] = OPTIMIZERS[0],
-    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Peak learning rate (default 1e-3 "
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 1e-3 "
                                                 "for adam/adamw, 1e-2 for sgd).")] = None,  # fmt: skip
     schedule: Annotated[Schedule, typer.Option("--schedule", help="Learning-rate decay after warm-up.")] = SCHEDULES[0],
     warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", min=0.0, help="Linear warm-up length.")] = 0.0,
@@ -70,10 +70,13 @@ def train(
     """Train a model on images and masks; keep the best by validation mIoU."""
     import_tensorflow()  # first: on a base install, what is missing matters before any option
     from edgeseg.classes import class_names  # noqa: PLC0415
+    from edgeseg.config import check_num_classes  # noqa: PLC0415
     from edgeseg.training import train as train_model  # noqa: PLC0415
 
     if classes is not None and num_classes is not None:
         raise EdgesegError("give --classes-file or --classes, not both")
+    if num_classes is not None:  # checked as `num_classes` (--classes): the library's `classes` is --classes-file
+        check_num_classes(num_classes)
     given_classes = classes if classes is not None else num_classes
     if model is not None:
         opts.refuse_build_options(context, model)
