@@ -43,7 +43,7 @@ def convert(
     val_masks: Annotated[Optional[Path], typer.Option("--val-masks", help="Validation masks (PNG, same file stems).")] = None,
     strict_int8: Annotated[bool, typer.Option("--strict-int8", help="Fail if any op inside the graph is not int8.")] = False,
     bias_correction: Annotated[bool, typer.Option("--bias-correction/--no-bias-correction", help="int8: shift biases to cancel the mean error of rounded weights.")] = True,
-    report_path: Annotated[Optional[Path], typer.Option("--report", help="Write the report as JSON here.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the report as JSON here.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Threads for the latency measurement (default: all cores).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -76,7 +76,7 @@ def convert(
             weights=weights if model is None else None, calibration=calibration,
             num_calibration=num_calibration, quantization=quantization, io=io,
             output_kind=output_kind, val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
-            bias_correction=bias_correction, report=report_path, threads=threads, progress=progress.task,
+            bias_correction=bias_correction, report=report, threads=threads, progress=progress.task,
             warn=progress.warn,
         )  # fmt: skip
     if json_output:
