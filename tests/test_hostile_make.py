@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import assert_one_line_error
+from test_interruptions import _wait_for
 from typer.testing import CliRunner
 
 tf = pytest.importorskip("tensorflow")
@@ -228,14 +228,6 @@ def _start(*args: object, tmp: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
 
 
-def _wait_for(condition, process: subprocess.Popen, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, f"finished before it could be stopped: {process.communicate()}"
-        assert time.monotonic() < deadline, "timed out waiting for the work to start"
-        time.sleep(0.002)
-
-
 @pytest.mark.slow
 def test_sigterm_during_build_leaves_no_part_file_and_the_earlier_model(tmp_path):
     out = tmp_path / "out" / "m.keras"
@@ -243,7 +235,7 @@ def test_sigterm_during_build_leaves_no_part_file_and_the_earlier_model(tmp_path
     out.write_bytes(b"an earlier model")
     # The full-width model: its save takes long enough to be caught half-way.
     process = _start("build", "--out", out, "--alpha", "1.4", "--backbone-weights", "none", tmp=tmp_path / "tmp")
-    _wait_for(lambda: any(out.parent.glob(".m.keras.*.part.keras")), process)
+    _wait_for(lambda: any(out.parent.glob(".m.keras.*.part.keras")), process, timeout=600)
     process.terminate()
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143 and stderr.endswith("terminated by SIGTERM\n"), stderr
@@ -258,7 +250,7 @@ def test_sigterm_during_convert_leaves_no_working_folder_and_the_earlier_model(t
     temp = tmp_path / "tmp"
     process = _start("convert", *TINY_BUILD, "--num-calibration", "8", "--out", out, tmp=temp)
     # Stopped while the converted model is being written and measured: a .part beside `out`.
-    _wait_for(lambda: any(out.parent.glob(".m.tflite.*.part.tflite")), process)
+    _wait_for(lambda: any(out.parent.glob(".m.tflite.*.part.tflite")), process, timeout=600)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 143 and stderr.endswith("terminated by SIGTERM\n"), stderr
