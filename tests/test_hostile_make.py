@@ -219,27 +219,13 @@ def test_class_counts_beyond_uint8_label_maps_are_refused_up_front(dataset, tmp_
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("m.*"))
 
 
-# === 5. SIGTERM during build and convert leaves nothing behind ===
+# === 5. SIGTERM during convert leaves nothing behind (build: test_interruptions.py) ===
 
 
 def _start(*args: object, tmp: Path) -> subprocess.Popen:
     tmp.mkdir(exist_ok=True)
     return subprocess.Popen([sys.executable, "-m", "edgeseg", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
-
-
-@pytest.mark.slow
-def test_sigterm_during_build_leaves_no_part_file_and_the_earlier_model(tmp_path):
-    out = tmp_path / "out" / "m.keras"
-    out.parent.mkdir()
-    out.write_bytes(b"an earlier model")
-    # The full-width model: its save takes long enough to be caught half-way.
-    process = _start("build", "--out", out, "--alpha", "1.4", "--backbone-weights", "none", tmp=tmp_path / "tmp")
-    _wait_for(lambda: any(out.parent.glob(".m.keras.*.part.keras")), process, timeout=600)
-    process.terminate()
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143 and stderr.endswith("terminated by SIGTERM\n"), stderr
-    assert [p.name for p in out.parent.iterdir()] == ["m.keras"] and out.read_bytes() == b"an earlier model"
 
 
 @pytest.mark.slow
