@@ -17,6 +17,7 @@ from edgeseg.commands import eval as eval_command
 # ("\\[" keeps Rich from reading "[train]" as markup).
 RUN_PANEL = "Run models (base install)"
 MAKE_PANEL = "Make models (needs TensorFlow: pip install 'edgeseg\\[train]')"
+TERMINATED: list[int] = []  # the termination signal received, if any (see catch_termination)
 
 app = typer.Typer(
     name="edgeseg",
@@ -75,6 +76,10 @@ def main() -> None:
         app()
     except SystemExit as done:
         code = done.code
+        if not code and TERMINATED:  # the signal's exception was swallowed (Keras' saving has bare `except:`s)
+            name = signal.Signals(TERMINATED[0]).name
+            print(f"terminated by {name}: the command finished first (its outputs are complete)", file=sys.stderr)
+            code = 128 + TERMINATED[0]
     except OSError:  # a write to stdout that failed mid-command (e.g. the disk filled up)?
         if stdout_problem(flush=True) is None:
             raise  # no: a bug, shown as one
@@ -95,12 +100,14 @@ def catch_termination() -> None:
     Every clean-up written for Ctrl-C then also runs for `kill`, a service manager stopping
     the command, or a closed terminal. A signal that was ignored when the command started
     (`nohup`) stays ignored. A second signal during the clean-up is ignored too: the first
-    one is already being handled.
+    one is already being handled. The signal is noted in `TERMINATED`: should a library
+    swallow the exception (a bare `except:`), `main` still exits 128 + its number.
     """
     from runtime.errors import Terminated  # noqa: PLC0415
 
     def terminate(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_IGN)
+        TERMINATED.append(signum)
         raise Terminated(signum)
 
     for name in ("SIGTERM", "SIGHUP"):
