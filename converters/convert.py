@@ -115,8 +115,8 @@ def convert(
 
     Raises:
         EdgesegError: bad arguments (`ParameterError`, naming them: an unwritable output, an
-            input size or thread count beyond its limit, ...), model, images or masks, or `strict_int8` with float or quantize ops left inside the
-            graph. The file at `out` is then untouched and nothing partial is left.
+            input size or thread count beyond its limit, ...), model, images or masks, or
+            `strict_int8` with float or quantize ops left inside the graph. The file at `out` is then untouched and nothing partial is left.
     """
     options = Options(out=Path(out), quantization=quantization, io=io, output_kind=output_kind,
                       calibration=None if calibration is None else Path(calibration), num_calibration=num_calibration,

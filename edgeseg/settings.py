@@ -31,7 +31,8 @@ class Settings:
         loss: Loss name, e.g. "ce" or "wce+dice" (see `edgeseg.losses.make_loss`).
         class_weights: Per-class weights for the weighted terms, or None.
         optimizer: One of `OPTIMIZERS`.
-        lr: Peak learning rate; None takes `DEFAULT_LR` of the optimizer.
+        lr: Peak learning rate, finite, above 0 and at most `MAX_LR`; None takes `DEFAULT_LR`
+            of the optimizer.
         schedule: One of `SCHEDULES`: "poly" (power 0.9), "cosine" or "constant", after the
             warm-up.
         warmup_epochs: Linear warm-up from lr / 100, in epochs (fractions allowed).

@@ -147,7 +147,8 @@ def train(
         class_weights: For wce/focal: "inverse", "median" (default for wce), "none", or
             one weight per class.
         optimizer: "adam", "adamw" or "sgd".
-        lr: Peak learning rate; default 1e-3 for adam/adamw, 1e-2 for sgd.
+        lr: Peak learning rate, above 0 and at most 1 (`edgeseg.settings.MAX_LR`); default
+            1e-3 for adam/adamw, 1e-2 for sgd.
         schedule: Decay after the warm-up: "poly", "cosine" or "constant".
         warmup_epochs: Linear warm-up length in epochs.
         epochs: Epochs in total (a resumed run trains up to this many).
@@ -169,8 +170,10 @@ def train(
         The `TrainResult`.
 
     Raises:
-        EdgesegError: a bad argument (`ParameterError`, naming it), a bad file in the
-            dataset (naming it), or a run folder that does not fit `resume`.
+        EdgesegError: a bad argument (`ParameterError`, naming it; an `out` that cannot be
+            written among them), a bad file in the dataset (naming it), a run folder that does
+            not fit `resume`, or training that diverged (`ParameterError` naming `lr`, the
+            epoch and the step; nothing of that epoch is saved).
         KeyboardInterrupt: after last.keras is saved, on Ctrl-C.
     """
     # === Arguments, checked before any work ===

@@ -138,8 +138,8 @@ def test_a_loss_that_turns_nan_stops_training_and_keeps_the_good_epochs(dataset,
                  "--epochs", 3, "--out", out)  # fmt: skip
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: training diverged: the loss is nan at epoch 2, step 2; "
-                                                     "nothing from this epoch was saved. Lower --lr"), result.stderr  # fmt: skip
+    said = "error: training diverged: the loss is nan at epoch 2, step 2; nothing from this epoch was saved. Lower --lr"
+    assert len(errors) == 1 and errors[0].startswith(said), result.stderr
     assert "Traceback" not in result.output
     # Epoch 1 stays: last.keras to resume from and best.keras (without validation: the latest
     # epoch's), both with finite weights.
@@ -172,7 +172,8 @@ def test_input_sizes_beyond_the_limit_are_refused_everywhere(dataset, foreign_ke
     images, masks = dataset
     huge = "99999999x99999999"
     said = f"{huge} is beyond the limit of {MAX_INPUT_SIDE} pixels a side"
-    assert_one_line_error(cli("build", "--out", tmp_path / "m.keras", "--input-size", huge), f"error: --input-size {said}")
+    assert_one_line_error(cli("build", "--out", tmp_path / "m.keras", "--input-size", huge),
+                          f"error: --input-size {said}")  # fmt: skip
     assert_one_line_error(cli("train", "--images", images, "--masks", masks, "--classes", 3, "--input-size", huge,
                               "--out", tmp_path / "run"), f"error: --input-size {said}")  # fmt: skip
     assert_one_line_error(cli("convert", "--out", tmp_path / "m.tflite", "--preset", "deeplabv3_mnv2",
@@ -324,8 +325,8 @@ def test_a_zero_latency_has_no_ratio_rather_than_a_division_by_zero(foreign_kera
 # === 10. Thread counts ===
 
 
-def test_thread_counts_beyond_the_limit_are_refused_and_beyond_the_cores_warned(dataset, foreign_keras,
-                                                                               tiny_models, tmp_path, monkeypatch):  # fmt: skip
+def test_thread_counts_beyond_the_limit_are_refused_and_beyond_the_cores_warned(dataset, foreign_keras, tiny_models,
+                                                                               tmp_path, monkeypatch):  # fmt: skip
     images, masks = dataset
     monkeypatch.setattr("converters.convert._keras_model", _never("the conversion"))
     said = f"1000: use 1 to {MAX_THREADS} threads"

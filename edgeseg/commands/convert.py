@@ -114,13 +114,15 @@ def render(result: dict) -> str:
                      f"converted {_pct(fidelity['converted_miou'])}  drop {_pct(fidelity['miou_drop'])} points")  # fmt: skip
         for row in fidelity["per_class"]:
             if row["float_iou"] is not None or row["converted_iou"] is not None:
-                lines.append(f"  {printable(row['class']):<20} {_pct(row['float_iou'])}  {_pct(row['converted_iou'])}")
+                name = printable(row["class"])
+                lines.append(f"  {name:<20} {_pct(row['float_iou'])}  {_pct(row['converted_iou'])}")
     elif fidelity.get("pixel_agreement") is not None:
         lines.append(f"pixel agreement float vs converted on {fidelity['images']} held-out images: "
                      f"{100 * fidelity['pixel_agreement']:.2f}% (worst image {100 * fidelity['worst_image']:.2f}%)")  # fmt: skip
     missing = result["coverage"]["missing"]
     if missing:
-        lines.append(f"calibration coverage: the float model never predicts {', '.join(map(printable, missing))} on the "
+        lines.append(f"calibration coverage: the float model never predicts {', '.join(map(printable, missing))} "
+                     "on the "
                      "calibration images; those classes may quantize badly")  # fmt: skip
     lines.append(f"took {result['seconds']:.0f} s")
     return "\n".join(lines)
