@@ -266,7 +266,9 @@ def _validation_set(options: Options, labels: dict):
     if options.val_images is None:
         return None
     ignore_index = labels["ignore_index"] if labels["ignore_index"] is not None else DEFAULT_IGNORE_INDEX
-    return scan_dataset(options.val_images, options.val_masks, len(labels["classes"]), ignore_index, "validation")
+    # Colour masks are read by the model's class colours; the format is detected as in training.
+    return scan_dataset(options.val_images, options.val_masks, len(labels["classes"]), ignore_index, "validation",
+                        colors=labels["colors"])  # fmt: skip
 
 
 def _calibration_set(options: Options, progress, warn) -> calibration.CalibrationSet:
