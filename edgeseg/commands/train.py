@@ -101,7 +101,9 @@ def train(
     with _Progress(epochs) as progress:
         result = train_model(
             model, images, masks, out, val_images=val_images, val_masks=val_masks, classes=given_classes,
-            ignore_index=ignore_index, input_size=opts.parse_size(input_size) if input_size else None,
+            ignore_index=ignore_index, train_list=train_list, val_list=val_list, val_prefix=val_prefix,
+            image_suffix=image_suffix, mask_suffix=mask_suffix, mask_format=mask_format and mask_format.value,
+            label_map=label_map, input_size=opts.parse_size(input_size) if input_size else None,
             backbone_weights=None if isinstance(model, Path) else backbone_weights,
             weights=None if isinstance(model, Path) else weights, loss=loss,
             class_weights=class_weights, optimizer=optimizer.value, lr=lr, schedule=schedule.value,
