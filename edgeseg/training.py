@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeseg.classes import check_ignore_index, class_colors, class_list, write_classes_json
+from edgeseg.datasets import read_stem_list
 from edgeseg.masks import MASK_FORMATS, read_label_map
 from edgeseg.config import ModelConfig
 from edgeseg.presets import PRESETS, model_argument
@@ -206,7 +207,11 @@ def train(
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
     names, colors = class_list(classes) if classes is not None else (None, None)
     prefixes = _check_prefixes(val_prefix)
-    maps = read_label_map(label_map) if label_map is not None else None
+    for listed in (train_list, val_list):  # read now to report a bad file as given, before any work
+        if listed is not None:
+            read_stem_list(listed)
+    if label_map is not None:
+        read_label_map(label_map)
     if mask_format is not None and mask_format not in MASK_FORMATS:
         raise ParameterError(f"{{mask_format}} {mask_format!r} is not one of {', '.join(MASK_FORMATS)}", "mask_format")
     model = _model_argument(model, names, backbone_weights, weights, resume)
