@@ -99,17 +99,20 @@ def _structured_list(path: Path, text: str) -> tuple[list[str], list[list[int]] 
     except EdgesegError:
         raise
     except Exception as error:  # noqa: BLE001 - json.JSONDecodeError or yaml.YAMLError (yaml is optional)
-        raise EdgesegError(f"classes file {path} is not valid {path.suffix[1:].upper()} ({_first_line(error)})") from None
-    shape = 'a list of {"name": ..., "color": [R, G, B]}'
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"].strip()
-                                                for e in entries):  # fmt: skip
-        raise EdgesegError(f"classes file {path} is not {shape}")
+        kind = path.suffix[1:].upper()
+        raise EdgesegError(f"classes file {path} is not valid {kind} ({_first_line(error)})") from None
+    named = isinstance(entries, list) and all(
+        isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"].strip() for entry in entries
+    )  # fmt: skip
+    if not named:
+        raise EdgesegError(f'classes file {path} is not a list of {{"name": ..., "color": [R, G, B]}}')
     names = [entry["name"].strip() for entry in entries]
     colors = [entry.get("color") for entry in entries]
     if all(color is None for color in colors):
         return names, None
     for name, color in zip(names, colors):
-        if not (isinstance(color, list) and len(color) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in color)):
+        valid = isinstance(color, list) and len(color) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in color)
+        if not valid:
             raise EdgesegError(f"classes file {path}: class {name!r} has colour {color!r}; give every class "
                                "[R, G, B] of 0-255, or none")  # fmt: skip
     return names, [list(color) for color in colors]

@@ -203,7 +203,8 @@ def split_pairs(images: str | Path, masks: str | Path, val_images: str | Path | 
     if val_prefix is not None:
         if val_images is not None or val_list is not None:
             raise ParameterError("{val_prefix} picks the validation images out of {images}; give it without "
-                                 "{val_images} and {val_list}", "val_prefix", "images", "val_images", "val_list")  # fmt: skip
+                                 "{val_images} and {val_list}", "val_prefix", "images", "val_images",
+                                 "val_list")  # fmt: skip
         prefixes = tuple(p for p in val_prefix if p)
         if not prefixes:
             raise ParameterError("{val_prefix} is empty; give one or more stem prefixes, comma-separated", "val_prefix")
@@ -321,7 +322,8 @@ def scan_pairs(pairs: list[tuple[Path, Path]], num_classes: int, ignore_index: i
                 shown = f"colour {tuple(int(v) for v in value[::-1])}" if stored.ndim == 3 else f"value {value}"
                 mapped = f", which the label map turns into {bad[0]}" if decoding.mapped else ""
                 raise EdgesegError(f"mask {mask_path} has {shown} (row {row}, column {column}){mapped}, which is "
-                                   f"neither a class (0-{num_classes - 1}) nor the ignore index {ignore_index}")  # fmt: skip
+                                   f"neither a class (0-{num_classes - 1}) nor the ignore index "
+                                   f"{ignore_index}")  # fmt: skip
             class_histogram = histogram[:num_classes]
             counts += class_histogram
             image_pixels += np.where(class_histogram > 0, labels.size, 0)

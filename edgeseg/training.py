@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeseg.classes import check_ignore_index, class_colors, class_list, write_classes_json
+from edgeseg.config import ModelConfig
 from edgeseg.datasets import read_stem_list
 from edgeseg.masks import MASK_FORMATS, read_label_map
-from edgeseg.config import ModelConfig
 from edgeseg.presets import PRESETS, model_argument
 from edgeseg.settings import Settings
 from runtime.errors import EdgesegError, ParameterError
@@ -233,7 +233,8 @@ def train(
            "val_images": _resolved(val_images), "val_masks": _resolved(val_masks), "classes": names,
            **({"colors": colors} if colors is not None else {}), "train_list": _resolved(train_list),
            "val_list": _resolved(val_list), "val_prefix": prefixes, "image_suffix": image_suffix,
-           "mask_suffix": None if mask_suffix == ".png" else mask_suffix, "mask_format": mask_format, "label_map": _resolved(label_map),
+           "mask_suffix": None if mask_suffix == ".png" else mask_suffix, "mask_format": mask_format,
+           "label_map": _resolved(label_map),
            "input_size": list(crop) if crop else None, "scale_range": list(scales),
            "backbone_weights": None if backbone_weights is None else str(backbone_weights), "weights": weights,
            **_model_identity(model)}  # fmt: skip
