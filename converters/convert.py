@@ -24,6 +24,7 @@ from edgeseg.checks import output_file, thread_count
 from edgeseg.classes import DEFAULT_IGNORE_INDEX, class_colors, class_names, read_classes_json
 from edgeseg.config import NORMALIZATION, ModelConfig, check_input_size
 from edgeseg.datasets import scan_dataset
+from edgeseg.masks import read_label_map
 from edgeseg.model import DeepLab, build_model, config_of, load_model, resize_model
 from edgeseg.presets import model_argument
 from runtime.atomic import atomic_path, write_bytes
@@ -46,6 +47,7 @@ class Options:
     input_size: tuple[int, int] | None = None
     val_images: Path | None = None
     val_masks: Path | None = None
+    val_label_map: Path | None = None
     strict_int8: bool = False
     report: Path | None = None
     threads: int | None = None
@@ -68,6 +70,7 @@ def convert(
     output_kind: str = "logits",
     val_images: str | Path | None = None,
     val_masks: str | Path | None = None,
+    val_label_map: str | Path | None = None,
     strict_int8: bool = False,
     bias_correction: bool = True,
     report: str | Path | None = None,
@@ -101,7 +104,9 @@ def convert(
         io: Input type: "uint8" (raw pixels; default for int8), "int8" or "float32".
         output_kind: "logits" (at the decoder's stride) or "labels" (in-graph arg-max).
         val_images: Labelled images (with `val_masks`) for the float-vs-converted mIoU.
-        val_masks: Their PNG masks, same file stems.
+        val_masks: Their PNG masks, same file stems: index, palette or colour PNGs (colours
+            are the model's classes'), read as training and `evaluate` read them.
+        val_label_map: Label map for `val_masks` (`edgeseg.masks.read_label_map`).
         strict_int8: Fail if any op inside the graph is not int8.
         bias_correction: int8: shift biases to cancel the mean error of rounded weights.
         report: Also write the report as JSON here.
@@ -122,6 +127,7 @@ def convert(
                       calibration=None if calibration is None else Path(calibration), num_calibration=num_calibration,
                       input_size=None if input_size is None else tuple(input_size),
                       val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
+                      val_label_map=None if val_label_map is None else Path(val_label_map),
                       report=None if report is None else Path(report), threads=threads,
                       bias_correction=bias_correction)  # fmt: skip
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
@@ -138,6 +144,8 @@ def convert(
     thread_count(options.threads, warn)
     if (options.val_images is None) != (options.val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
+    if options.val_label_map is not None:
+        read_label_map(options.val_label_map)  # a bad file is reported before the conversion
     model, source = _keras_model(model, options.input_size, classes, backbone_weights, weights)
     segmentation_output(model)
     for message in risky_constructs(model):
@@ -270,7 +278,10 @@ def _validation_set(options: Options, labels: dict):
     if options.val_images is None:
         return None
     ignore_index = labels["ignore_index"] if labels["ignore_index"] is not None else DEFAULT_IGNORE_INDEX
-    return scan_dataset(options.val_images, options.val_masks, len(labels["classes"]), ignore_index, "validation")
+    # Colour masks are read by the model's class colours; the format is detected as in training.
+    label_map = None if options.val_label_map is None else read_label_map(options.val_label_map)
+    return scan_dataset(options.val_images, options.val_masks, len(labels["classes"]), ignore_index, "validation",
+                        colors=labels["colors"], label_map=label_map)  # fmt: skip
 
 
 def _calibration_set(options: Options, progress, warn) -> calibration.CalibrationSet:

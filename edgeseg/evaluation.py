@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 
 from edgeseg.checks import output_file, thread_count
-from edgeseg.classes import DEFAULT_IGNORE_INDEX, check_ignore_index, class_names, read_classes_json
+from edgeseg.classes import DEFAULT_IGNORE_INDEX, check_ignore_index, class_colors, class_list, read_classes_json
 from edgeseg.config import NORMALIZATION
-from edgeseg.datasets import DatasetInfo, read_pair, scan_dataset
+from edgeseg.datasets import DatasetInfo, find_pairs, read_stem_list, scan_pairs
+from edgeseg.masks import read_label_map
 from edgeseg.metrics import SegmentationMetrics, json_number, labels_from_logits
 from runtime import processing
 from runtime.atomic import atomic_path, check_output
@@ -72,6 +73,7 @@ class LoadedModel:
         num_classes: Output classes.
         classes: Class names if the model (or its classes.json) gives them, else None.
         ignore_index: The ignore index the model was trained with, if known.
+        colors: (R, G, B) per class if the model gives them (colour masks are read by them).
     """
 
     path: Path
@@ -80,6 +82,7 @@ class LoadedModel:
     num_classes: int
     classes: list[str] | None = None
     ignore_index: int | None = None
+    colors: list | None = None
 
 
 def load_for_eval(path: str | Path, threads: int | None = None) -> LoadedModel:
@@ -99,7 +102,7 @@ def load_for_eval(path: str | Path, threads: int | None = None) -> LoadedModel:
         metadata = segmenter.metadata or {}
         return LoadedModel(path, "tflite", segmenter, len(segmenter.classes),
                            segmenter.classes if metadata.get("classes") else None,
-                           metadata.get("ignore_index"))  # fmt: skip
+                           metadata.get("ignore_index"), metadata.get("colors"))  # fmt: skip
     from edgeseg import require_tensorflow  # noqa: PLC0415
 
     require_tensorflow()
@@ -108,7 +111,7 @@ def load_for_eval(path: str | Path, threads: int | None = None) -> LoadedModel:
     segmenter = KerasSegmenter(load_model(path))
     described = read_classes_json(path.parent, segmenter.num_classes) or {}
     return LoadedModel(path, "keras", segmenter, segmenter.num_classes,
-                       described.get("classes"), described.get("ignore_index"))  # fmt: skip
+                       described.get("classes"), described.get("ignore_index"), described.get("colors"))  # fmt: skip
 
 
 def check_model_path(path: str | Path) -> Path:
@@ -186,8 +189,8 @@ def score(model: LoadedModel | KerasSegmenter, info: DatasetInfo, num_classes: i
         model = LoadedModel(Path(model.model.name), "keras", model, model.num_classes)
     metrics = SegmentationMetrics(num_classes, ignore_index)
     result = Result(model.path, model.kind, metrics)
-    for image_path, mask_path in zip(info.images, info.masks):
-        image, mask = read_pair(image_path, mask_path)
+    for index in range(len(info)):
+        image, mask = info.read_pair(index)
         start = time.perf_counter()
         labels = model.segmenter.segment(image)
         result.latencies_ms.append((time.perf_counter() - start) * 1e3)
@@ -222,6 +225,8 @@ class Evaluation:
 def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Path, *,
              classes: Sequence[str] | int | str | Path | None = None, ignore_index: int | None = None,
              threads: int | None = None, confusion: str | Path | None = None,
+             list_file: str | Path | None = None, image_suffix: str | None = None, mask_suffix: str = ".png",
+             mask_format: str | None = None, label_map: str | Path | None = None,
              progress: Callable[[str, int], Callable[[], None]] | None = None,
              warn: Callable[[str], None] | None = None) -> Evaluation:  # fmt: skip
     """Score one or more models on a folder of images and masks, as the device would run them.
@@ -233,12 +238,19 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
     Args:
         models: A model or a list of them: `.keras` or `.tflite` paths, or Keras models.
         images: Folder of images.
-        masks: Folder of PNG masks with the same file stems.
-        classes: Class names (a list, a count or a classes file); default: the models' own
-            (from a .tflite's metadata or the classes.json beside a .keras), else "class N".
+        masks: Folder of PNG masks with the images' stems (subfolders included).
+        classes: Class names (a list, a count or a classes file, `edgeseg.classes.read_class_list`);
+            default: the models' own (from a .tflite's metadata or the classes.json beside a
+            .keras), else "class N".
         ignore_index: Mask value to leave out; default: the models' own, else 255.
         threads: CPU threads for .tflite models (default: every core).
         confusion: Also write the confusion matrices to this .png.
+        list_file: Score only the stems this file lists, one per line.
+        image_suffix, mask_suffix: The pairing rule (`edgeseg.datasets.find_pairs`).
+        mask_format: "index", "palette" or "color"; default: detected from the masks. Colour
+            masks are read by the classes' colours (`classes`, else the models').
+        label_map: File mapping stored values or colours to classes or ignore, as in training
+            (`edgeseg.masks.read_label_map`).
         progress: progress(description, total) -> advance(), called once per model.
         warn: Called with one-line warnings (more threads than cores); default: `warnings.warn`.
 
@@ -258,7 +270,9 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
     if confusion is not None:
         output_file(confusion, "confusion", (".png",))
     thread_count(threads, warn or (lambda message: warnings.warn(message, stacklevel=3)))
-    names = class_names(classes) if classes is not None else None
+    names, colors = class_list(classes) if classes is not None else (None, None)
+    maps = read_label_map(label_map) if label_map is not None else None
+    stems = read_stem_list(list_file) if list_file is not None else None
     loaded = [load_for_eval(model, threads) if isinstance(model, (str, Path)) else _loaded_keras(model)
               for model in models]  # fmt: skip
     counts = {model.num_classes for model in loaded}
@@ -272,7 +286,10 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
     if ignore_index is None:
         ignore_index = next((m.ignore_index for m in loaded if m.ignore_index is not None), DEFAULT_IGNORE_INDEX)
     check_ignore_index(ignore_index, num_classes)
-    info = scan_dataset(images, masks, num_classes, ignore_index, "evaluation")
+    colors = colors or next((m.colors for m in loaded if m.colors), None) or class_colors(names)
+    pairs = find_pairs(images, masks, stems, image_suffix, mask_suffix, listed_in=str(list_file))
+    info = scan_pairs(pairs, num_classes, ignore_index, "evaluation", mask_format=mask_format, colors=colors,
+                      label_map=maps)  # fmt: skip
     results = []
     for model in loaded:
         advance = progress(model.path.name, len(info)) if progress else None

@@ -1,7 +1,8 @@
 """The training input pipeline (tf.data): decoded pairs served as augmented crops, epoch by epoch.
 
-Pairs are read by `edgeseg.datasets.read_pair`, the reader evaluation and conversion use, so
-training sees exactly the pixels the model is later scored on. Every random choice is seeded
+Pairs are read as `edgeseg.datasets.DatasetInfo.read_pair` reads them (masks through the
+dataset's `edgeseg.masks.MaskDecoding`, label map included), the reader evaluation and
+conversion use, so training sees exactly the labels the model is later scored on. Every random choice is seeded
 by (seed, epoch, position), so an epoch replays exactly and resumes part-way.
 """
 
@@ -15,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from edgeseg.config import NORMALIZATION
-from edgeseg.datasets import DatasetInfo, read_pair
+from edgeseg.datasets import DatasetInfo, read_image
+from edgeseg.masks import MaskDecoding
 from runtime.errors import ParameterError
 
 # Decoded training images are kept in memory when they take at most this share of RAM.
@@ -88,7 +90,8 @@ class TrainingData:
                                  "images; lower it", "batch_size")  # fmt: skip
         self._paths = tf.data.Dataset.from_tensor_slices(([str(p) for p in info.images], [str(p) for p in info.masks]))
         self.cache = cache_fits(info) if cache is None else cache
-        self._cached = self._paths.map(_decode_pair, num_parallel_calls=tf.data.AUTOTUNE).cache() if self.cache else None
+        self._decode = _pair_decoder(info.decoding)
+        self._cached = self._paths.map(self._decode, num_parallel_calls=tf.data.AUTOTUNE).cache() if self.cache else None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -113,7 +116,7 @@ class TrainingData:
             pairs = self._cached.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
         else:
             pairs = self._paths.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
-            pairs = pairs.map(_decode_pair, num_parallel_calls=autotune)
+            pairs = pairs.map(self._decode, num_parallel_calls=autotune)
         base = tf.constant([self.seed, epoch * self.size], tf.int64)
         # One stateless seed per sample, from (seed, epoch, position in the epoch).
         samples = pairs.enumerate().skip(skip_batches * self.batch_size)
@@ -139,7 +142,7 @@ class TrainingData:
             `edgeseg.config.NORMALIZATION`; dummy (B,) uint8 zeros, so batches unpack like
             those of `epoch`.
         """
-        pairs = self._cached if self._cached is not None else self._paths.map(_decode_pair)
+        pairs = self._cached if self._cached is not None else self._paths.map(self._decode)
         every = max(self.size // max(count, 1), 1)
         mean = tf.constant(NORMALIZATION["mean"], tf.float32)
         std = tf.constant(NORMALIZATION["std"], tf.float32)
@@ -152,17 +155,20 @@ class TrainingData:
         return chosen.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
 
 
-def _decode_pair(image_path, mask_path):
-    """(H, W, 3) uint8 RGB image and (H, W) uint8 mask, read by `edgeseg.datasets.read_pair`."""
-    image, mask = tf.numpy_function(_read_rgb_pair, [image_path, mask_path], [tf.uint8, tf.uint8], stateful=False)
-    image.set_shape([None, None, 3])
-    mask.set_shape([None, None])
-    return image, mask
+def _pair_decoder(decoding: MaskDecoding):
+    """(image path, mask path) -> (H, W, 3) uint8 RGB image and (H, W) uint8 labels, as tensors."""
 
+    def read(image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
+        image = cv2.cvtColor(read_image(os.fsdecode(image_path)), cv2.COLOR_BGR2RGB)
+        return image, decoding.read(os.fsdecode(mask_path))
 
-def _read_rgb_pair(image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
-    image, mask = read_pair(os.fsdecode(image_path), os.fsdecode(mask_path))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask
+    def decode(image_path, mask_path):
+        image, mask = tf.numpy_function(read, [image_path, mask_path], [tf.uint8, tf.uint8], stateful=False)
+        image.set_shape([None, None, 3])
+        mask.set_shape([None, None])
+        return image, mask
+
+    return decode
 
 
 def augment(image, mask, seed, crop_size: tuple[int, int], ignore_index: int,

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeseg.checks import output_folder
-from edgeseg.classes import check_ignore_index, class_names, write_classes_json
+from edgeseg.classes import check_ignore_index, class_colors, class_list, write_classes_json
 from edgeseg.config import ModelConfig, check_input_size
+from edgeseg.datasets import read_stem_list
+from edgeseg.masks import MASK_FORMATS, read_label_map
 from edgeseg.presets import PRESETS, model_argument
 from edgeseg.settings import Settings
 from runtime.errors import EdgesegError, ParameterError
@@ -91,6 +93,13 @@ def train(
     val_masks: str | Path | None = None,
     classes: Sequence[str] | int | str | Path | None = None,
     ignore_index: int = 255,
+    train_list: str | Path | None = None,
+    val_list: str | Path | None = None,
+    val_prefix: str | Sequence[str] | None = None,
+    image_suffix: str | None = None,
+    mask_suffix: str = ".png",
+    mask_format: str | None = None,
+    label_map: str | Path | None = None,
     input_size: tuple[int, int] | None = None,
     backbone_weights: str | Path | None = None,
     weights: str | None = None,
@@ -129,13 +138,28 @@ def train(
             .keras file, a `ModelConfig` or a preset name to build once the data is checked,
             or None with `resume=True` (the run's own model).
         images: Folder of training images.
-        masks: Folder of training masks: PNG, one class index per pixel, same file stems.
+        masks: Folder of training masks (subfolders included): PNGs with the images' stems,
+            holding class indices, palette indices or class colours (`mask_format`).
         out: The run folder (created; its parent must exist).
         val_images: Folder of validation images (with `val_masks`).
         val_masks: Folder of validation masks.
-        classes: Class names (class 0 first), a count, or a text file with one name per line;
+        classes: Class names (class 0 first), a count, or a classes file: one name per line,
+            CVAT's labelmap.txt, a JSON/YAML list of {name, color}, or "voc" (built in);
             default: the model's number of classes, named "class N".
         ignore_index: Mask value left out of loss and metrics (0-255, not a class).
+        train_list: File of training stems, one per line (VOC/CVAT's
+            ImageSets/Segmentation/train.txt); other files in the folders are left alone.
+        val_list: File of validation stems: in `val_images` if given, else taken out of
+            `images` (and out of training).
+        val_prefix: Stem prefixes ("0001TP" or "a,b" or a list): matching stems of `images`
+            are the validation set, the rest train. Not with `val_images` or `val_list`.
+        image_suffix: What image file names end with after the stem (default: their
+            extension); Cityscapes: "_leftImg8bit.png".
+        mask_suffix: What mask file names end with after the stem; Cityscapes:
+            "_gtFine_labelIds.png".
+        mask_format: "index", "palette" or "color"; default: detected from the masks.
+        label_map: File mapping stored mask values or colours to classes or ignore
+            (`edgeseg.masks.read_label_map`), e.g. Cityscapes labelIds -> trainIds.
         input_size: (height, width) of the training crops; default: the model's input size.
         backbone_weights: For a model built here: "imagenet", a MobileNetV2 .h5 /
             .weights.h5 file, or None / "none" for random initialisation.
@@ -184,7 +208,15 @@ def train(
     _check_run_folder(out, resume)
     if (val_images is None) != (val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
-    names = class_names(classes) if classes is not None else None
+    names, colors = class_list(classes) if classes is not None else (None, None)
+    prefixes = _check_prefixes(val_prefix)
+    for listed in (train_list, val_list):  # read now to report a bad file as given, before any work
+        if listed is not None:
+            read_stem_list(listed)
+    if label_map is not None:
+        read_label_map(label_map)
+    if mask_format is not None and mask_format not in MASK_FORMATS:
+        raise ParameterError(f"{{mask_format}} {mask_format!r} is not one of {', '.join(MASK_FORMATS)}", "mask_format")
     model = _model_argument(model, names, backbone_weights, weights, resume)
     crop = None if input_size is None else check_input_size(input_size)
     scales = _check_scale_range(scale_range)
@@ -202,6 +234,10 @@ def train(
     run = {**{key: value for key, value in asdict(settings).items() if key not in ("epochs", "class_weights")},
            "class_weights": weighting, "images": _resolved(images), "masks": _resolved(masks),
            "val_images": _resolved(val_images), "val_masks": _resolved(val_masks), "classes": names,
+           **({"colors": colors} if colors is not None else {}), "train_list": _resolved(train_list),
+           "val_list": _resolved(val_list), "val_prefix": prefixes, "image_suffix": image_suffix,
+           "mask_suffix": None if mask_suffix == ".png" else mask_suffix, "mask_format": mask_format,
+           "label_map": _resolved(label_map),
            "input_size": list(crop) if crop else None, "scale_range": list(scales),
            "backbone_weights": None if backbone_weights is None else str(backbone_weights), "weights": weights,
            **_model_identity(model)}  # fmt: skip
@@ -215,7 +251,7 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
     import keras  # noqa: PLC0415
 
     from edgeseg import loop  # noqa: PLC0415
-    from edgeseg.datasets import scan_dataset  # noqa: PLC0415
+    from edgeseg.datasets import scan_pairs, split_pairs  # noqa: PLC0415
     from edgeseg.losses import weights_for  # noqa: PLC0415
     from edgeseg.pipeline import Augmentation, TrainingData  # noqa: PLC0415
 
@@ -231,9 +267,17 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
             net, state, optimizer_state, run = _starting_point(model, run, settings.epochs, out, resume)
         names, ignore = run["classes"], settings.ignore_index
         check_ignore_index(ignore, len(names))
-        train_info = scan_dataset(run["images"], run["masks"], len(names), ignore, "training")
-        val_info = scan_dataset(run["val_images"], run["val_masks"], len(names), ignore, "validation") \
-            if run["val_images"] else None  # fmt: skip
+        train_pairs, val_pairs = split_pairs(
+            run["images"], run["masks"], run["val_images"], run["val_masks"], train_list=run.get("train_list"),
+            val_list=run.get("val_list"), val_prefix=run.get("val_prefix"), image_suffix=run.get("image_suffix"),
+            mask_suffix=run.get("mask_suffix") or ".png",
+        )  # fmt: skip
+        masks_as = {"mask_format": run.get("mask_format"), "colors": run.get("colors") or class_colors(names),
+                    "label_map": read_label_map(run["label_map"]) if run.get("label_map") else None}  # fmt: skip
+        train_info = scan_pairs(train_pairs, len(names), ignore, "training", **masks_as)
+        val_info = scan_pairs(val_pairs, len(names), ignore, "validation", **masks_as) if val_pairs else None
+        reporter.message(f"{len(train_info)} training images, masks read as {train_info.decoding.describe()}"
+                         + (f"; {len(val_info)} validation images" if val_info else "; no validation"))  # fmt: skip
         weights = weights_for(run["class_weights"], train_info.counts, train_info.image_pixels)
         settings.class_weights = None if weights is None else [float(w) for w in weights]
         with strategy.scope():
@@ -241,7 +285,7 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
         crop = tuple(net.input.shape[1:3])
         eval_size = val_info.common_size if val_info and val_info.common_size else crop
         out.mkdir(exist_ok=True)
-        write_classes_json(out, names, ignore, eval_size)
+        write_classes_json(out, names, ignore, eval_size, run.get("colors"))
         data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed,
                             Augmentation(scale_range=tuple(run["scale_range"])), cache)  # fmt: skip
         if resume:
@@ -299,6 +343,17 @@ def _check_scale_range(scale_range) -> tuple[float, float]:
     if not 0 < low <= high:
         raise ParameterError(f"{{scale_range}} {_shown(list(scale_range))} needs 0 < MIN <= MAX", "scale_range")
     return low, high
+
+
+def _check_prefixes(val_prefix) -> list[str] | None:
+    if val_prefix is None:
+        return None
+    prefixes = val_prefix.split(",") if isinstance(val_prefix, str) else [str(p) for p in val_prefix]
+    prefixes = [p.strip() for p in prefixes]
+    if not prefixes or not all(prefixes):
+        raise ParameterError(f"{{val_prefix}} {_shown(prefixes)!r} has an empty prefix; give P or P1,P2,...",
+                             "val_prefix")  # fmt: skip
+    return prefixes
 
 
 def _resolved(path) -> str | None:

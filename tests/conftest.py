@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,38 @@ def camvid_pairs(split: str = "val", count: int | None = None, sequence: str | N
     """(frame, label map) paths of CamVid `split`, in name order, optionally of one sequence."""
     frames = sorted((CAMVID / split).glob(f"{sequence or ''}*.png"))[:count]
     return [(path, CAMVID / f"{split}annot" / path.name) for path in frames]
+
+
+def write_palette_png(path: Path, indices: np.ndarray, palette, bit_depth: int = 8, interlace: bool = False) -> None:
+    """Write (H, W) uint8 `indices` as an indexed PNG with `palette` [(R, G, B), ...], as VOC and
+    CVAT store masks (OpenCV cannot write one). Adam7 interlacing is written as a real PNG
+    encoder would (seven passes), to show the reader does not depend on the layout."""
+    height, width = indices.shape
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    def rows(image: np.ndarray) -> bytes:
+        per_byte = 8 // bit_depth
+        data = b""
+        for row in image:
+            padded = np.zeros(-(-len(row) // per_byte) * per_byte, np.uint8)
+            padded[: len(row)] = row
+            groups = padded.reshape(-1, per_byte).astype(np.uint16)
+            packed = sum(groups[:, k] << (bit_depth * (per_byte - 1 - k)) for k in range(per_byte)).astype(np.uint8)
+            data += b"\x00" + packed.tobytes()  # filter type 0 (None)
+        return data
+
+    if interlace:
+        passes = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1))
+        raw = b"".join(rows(indices[y0::dy, x0::dx]) for y0, x0, dy, dx in passes if indices[y0::dy, x0::dx].size)
+    else:
+        raw = rows(indices)
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, 3, 0, 0, int(interlace)])
+    body = b"".join(bytes(color) for color in palette)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"PLTE", body)
+                           + chunk(b"tRNS", b"\xff" * len(palette)) + chunk(b"IDAT", zlib.compress(raw))
+                           + chunk(b"IEND", b""))  # fmt: skip
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

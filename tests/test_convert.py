@@ -342,3 +342,31 @@ def test_fidelity_scores_absent_classes_as_null(tiny_models, tmp_path):
     fidelity = fidelity_on_masks(tiny_models["float32"], tiny_models["int8"], nothing, classes, 255, 1)
     assert (fidelity["float_miou"], fidelity["converted_miou"], fidelity["miou_drop"]) == (None, None, None)
     assert all(row[key] is None for row in fidelity["per_class"] for key in ("float_iou", "converted_iou", "drop"))
+
+
+def test_fidelity_masks_are_read_as_training_reads_them(tmp_path):
+    """Colour masks (the model's class colours) and a label map, as `train` and `eval` read them."""
+    from converters.convert import Options, _validation_set
+
+    colors = [[0, 0, 0], [128, 64, 128], [220, 20, 60]]
+    rng = np.random.default_rng(0)
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    labels = rng.integers(0, 3, (20, 30), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "images/a.png"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    colour = np.array(colors, np.uint8)[labels]
+    colour[0, 0] = (255, 255, 255)  # unlabelled: the label map ignores it
+    cv2.imwrite(str(tmp_path / "masks/a.png"), colour[..., ::-1])
+    (tmp_path / "map.txt").write_text("255,255,255 ignore\n")
+    options = Options(out=tmp_path / "m.tflite", val_images=tmp_path / "images", val_masks=tmp_path / "masks",
+                      val_label_map=tmp_path / "map.txt")  # fmt: skip
+    info = _validation_set(options, {"classes": ["a", "b", "c"], "colors": colors, "ignore_index": None})
+    expected = labels.copy()
+    expected[0, 0] = 255
+    assert info.decoding.format == "color"
+    np.testing.assert_array_equal(info.read_pair(0)[1], expected)
+    # A bad label map is one line, before any conversion.
+    result = runner.invoke(app, ["convert", "--preset", "deeplabv3plus_mnv2", "--classes", "3", "--alpha", "0.35",
+                                 "--backbone-weights", "none", "--val-images", str(tmp_path / "images"), "--val-masks", str(tmp_path / "masks"),
+                                 "--val-label-map", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m.tflite")])
+    assert result.exit_code == 1 and _lines(result) == [f"error: label map {tmp_path / 'nope.txt'} does not exist"]

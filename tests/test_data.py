@@ -76,8 +76,9 @@ def test_scan_counts_class_pixels(tmp_path):
               r"nor the ignore index 255"),
     ("unreadable_image", r"cannot read training image .*frame_1.png: not a valid image file"),
     ("unreadable_mask", r"cannot read training mask .*frame_1.png: not a valid PNG file"),
-    ("colour_mask", r"mask .*frame_1.png has 3 channels"),
-    ("16_bit_mask", r"mask .*frame_1.png is uint16: masks must be 8-bit"),
+    ("colour_mask", r"mask .*frame_1.png is an RGB PNG, but the masks are read as index PNGs \(detected from "
+                    r".*frame_0.png\); give every mask one format, or choose it with mask_format"),
+    ("16_bit_mask", r"mask .*frame_1.png is a 16-bit grey PNG: index masks must be 8-bit PNGs"),
 ])  # fmt: skip
 def test_each_bad_file_is_named(tmp_path, damage, message):
     images, masks = make_dataset(tmp_path)
@@ -224,8 +225,6 @@ def _jpeg_rotated_by_exif(path: Path, image: np.ndarray) -> None:
 
 
 def test_images_are_read_as_stored_so_exif_rotation_cannot_misalign_masks(tmp_path):
-    from edgeseg.datasets import read_pair
-
     images, masks = make_dataset(tmp_path, count=1)
     stored = cv2.imread(str(images / "frame_0.png"))
     (images / "frame_0.png").unlink()
@@ -233,7 +232,7 @@ def test_images_are_read_as_stored_so_exif_rotation_cannot_misalign_masks(tmp_pa
     assert cv2.imread(str(images / "frame_0.jpg")).shape == (30, 20, 3)  # what an EXIF-aware reader shows
     info = scan_dataset(images, masks, 3, 255)
     assert info.sizes == [(20, 30)]
-    image, mask = read_pair(info.images[0], info.masks[0])
+    image, mask = info.read_pair(0)
     assert image.shape == (20, 30, 3) and mask.shape == (20, 30)
     # The stored pixels: what the EXIF-aware reader showed, turned back by the 90 degrees it applied.
     np.testing.assert_array_equal(image, np.rot90(cv2.imread(str(images / "frame_0.jpg")), 1))

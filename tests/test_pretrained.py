@@ -143,8 +143,8 @@ def test_weights_that_do_not_fit_name_the_combinations_that_exist(call, fragment
 
 
 def test_weights_and_backbone_weights_together_are_refused():
-    with pytest.raises(EdgesegError, match="drop backbone_weights='imagenet'"):
-        build_model("deeplabv3_mnv2", "imagenet", weights="pascalvoc")
+    with pytest.raises(EdgesegError, match="weights pascalvoc loads the whole model, backbone included; drop backbone_weights"):
+        build_model("deeplabv3_mnv2", backbone_weights="imagenet", weights="pascalvoc")
 
 
 def test_cli_build_saves_a_model_that_carries_the_voc_classes(tmp_path):

@@ -203,6 +203,14 @@ def test_bad_data_gives_one_line_and_exit_1(tmp_path, damage, message):
     (["--input-size", "20x20"], "too small for output stride 16"),
     (["--scale-range", "2"], "not MIN,MAX"),
     (["--preset", "unet"], "unknown preset 'unet'"),
+    (["--val-prefix", "f"], "--val-prefix picks the validation images out of --images; give it without --val-images "
+                            "and --val-list"),
+    (["--val-prefix", ","], "--val-prefix ',' has an empty prefix"),
+    (["--train-list", "nope.txt"], "list file nope.txt does not exist"),
+    (["--mask-format", "color"], "is a grey PNG, but the masks are read as color PNGs (as given); give every mask "
+                                 "one format, or choose it with --mask-format index|palette|color"),
+    (["--label-map", "nope.txt"], "label map nope.txt does not exist"),
+    (["--classes-file", "nope.txt"], "classes file nope.txt does not exist (built in: voc)"),
 ])  # fmt: skip
 def test_bad_options_give_one_line_and_exit_1(tmp_path, extra, fragment):
     root = _tiny_dataset(tmp_path / "data")

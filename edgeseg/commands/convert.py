@@ -40,7 +40,8 @@ def convert(
     io: Annotated[Optional[str], typer.Option("--io", help=f"Input type: {', '.join(IO_TYPES)} (default for int8: uint8, raw pixels).")] = None,
     output_kind: Annotated[str, typer.Option("--output-kind", help=f"{', '.join(OUTPUT_KINDS)}: logits at the decoder's stride, or an in-graph arg-max.")] = "logits",
     val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Validation images, for mIoU of float vs converted.")] = None,
-    val_masks: Annotated[Optional[Path], typer.Option("--val-masks", help="Validation masks (PNG, same file stems).")] = None,
+    val_masks: Annotated[Optional[Path], typer.Option("--val-masks", help="Validation masks (index, palette or colour PNGs, same file stems).")] = None,
+    val_label_map: Annotated[Optional[Path], typer.Option("--val-label-map", help="Label map for --val-masks, as train's --label-map.")] = None,
     strict_int8: Annotated[bool, typer.Option("--strict-int8", help="Fail if any op inside the graph is not int8.")] = False,
     bias_correction: Annotated[bool, typer.Option("--bias-correction/--no-bias-correction", help="int8: shift biases to cancel the mean error of rounded weights.")] = True,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the report as JSON here.")] = None,
@@ -75,8 +76,9 @@ def convert(
             backbone_weights=backbone_weights if model is None else None,
             weights=weights if model is None else None, calibration=calibration,
             num_calibration=num_calibration, quantization=quantization, io=io,
-            output_kind=output_kind, val_images=val_images, val_masks=val_masks, strict_int8=strict_int8,
-            bias_correction=bias_correction, report=report, threads=threads, progress=progress.task,
+            output_kind=output_kind, val_images=val_images, val_masks=val_masks, val_label_map=val_label_map,
+            strict_int8=strict_int8, bias_correction=bias_correction, report=report, threads=threads,
+            progress=progress.task,
             warn=progress.warn,
         )  # fmt: skip
     if json_output:

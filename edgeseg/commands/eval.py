@@ -8,6 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from edgeseg.commands import _data_options as data
 from edgeseg.commands._common import ProgressBars, print_json, user_errors
 
 
@@ -16,11 +17,17 @@ def evaluate(
     models: Annotated[List[Path], typer.Argument(help="One or more .keras / .tflite models; the first is "
                                                  "the reference for the differences.")],  # fmt: skip
     images: Annotated[Path, typer.Option("--images", help="Folder of images.")],
-    masks: Annotated[Path, typer.Option("--masks", help="Folder of PNG masks with the same file stems.")],
+    masks: Annotated[Path, typer.Option("--masks", help="Folder of PNG masks with the images' stems (index, "
+                                        "palette or colour: see --mask-format).")],  # fmt: skip
     ignore_index: Annotated[Optional[int], typer.Option("--ignore-index", help="Mask value to skip (default: "
                                                         "the model's, else 255).")] = None,  # fmt: skip
-    classes: Annotated[Optional[Path], typer.Option("--classes-file", help="Class names, one per line "
-                                                    "(default: the model's).")] = None,  # fmt: skip
+    classes: data.ClassesFile = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="Score only these stems (one per line, "
+                                                      "e.g. VOC's ImageSets/Segmentation/val.txt).")] = None,  # fmt: skip
+    image_suffix: data.ImageSuffix = None,
+    mask_suffix: data.MaskSuffix = ".png",
+    mask_format: data.MaskFormatOption = None,
+    label_map: data.LabelMap = None,
     confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Also write the confusion "
                                                       "matrices to this PNG.")] = None,  # fmt: skip
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for .tflite "
@@ -32,8 +39,10 @@ def evaluate(
 
     with ProgressBars() as progress:
         evaluation = evaluate_models(models, images, masks, classes=classes, ignore_index=ignore_index,
-                                     threads=threads, confusion=confusion, progress=progress.task,
-                                     warn=progress.warn)  # fmt: skip
+                                     threads=threads, confusion=confusion, list_file=list_file,
+                                     image_suffix=image_suffix, mask_suffix=mask_suffix,
+                                     mask_format=mask_format and mask_format.value, label_map=label_map,
+                                     progress=progress.task, warn=progress.warn)  # fmt: skip
     if json_output:
         print_json(evaluation.to_dict())
     else:

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.commands import _build_options as opts
+from edgeseg.commands import _data_options as data
 from edgeseg.commands._common import choices, import_tensorflow, print_json, user_errors
 from edgeseg.presets import DEFAULT_PRESET
 from edgeseg.settings import BACKBONE_BN, OPTIMIZERS, SCHEDULES
@@ -23,17 +24,30 @@ BackboneBN = choices("BackboneBN", BACKBONE_BN)
 def train(
     context: typer.Context,
     images: Annotated[Path, typer.Option("--images", help="Folder of training images (png, jpg, bmp).")],
-    masks: Annotated[Path, typer.Option("--masks", help="Folder of training masks: PNG, one class index "
-                                        "per pixel, same file stems as the images.")],  # fmt: skip
+    masks: Annotated[Path, typer.Option("--masks", help="Folder of training masks: PNGs with the images' "
+                                        "stems, holding class indices, palette indices (VOC, CVAT) or class "
+                                        "colours (see --mask-format).")],  # fmt: skip
     out: Annotated[Path, typer.Option("--out", help="Run folder: best.keras, last.keras, history.csv, "
                                       "curves.png, classes.json.")],  # fmt: skip
     val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Folder of validation images.")] = None,
     val_masks: Annotated[Optional[Path], typer.Option("--val-masks", help="Folder of validation masks.")] = None,
-    classes: Annotated[Optional[Path], typer.Option("--classes-file", help="Class names, one per "
-                                                    "line, class 0 first.")] = None,  # fmt: skip
+    classes: data.ClassesFile = None,
     num_classes: opts.NumClasses = None,
     ignore_index: Annotated[int, typer.Option("--ignore-index", help="Mask value excluded from loss "
                                               "and metrics (0-255, not a class).")] = 255,  # fmt: skip
+    train_list: Annotated[Optional[Path], typer.Option("--train-list", help="Train only on these stems: a "
+                                                       "file with one per line (VOC/CVAT ImageSets/Segmentation/"
+                                                       "train.txt).")] = None,  # fmt: skip
+    val_list: Annotated[Optional[Path], typer.Option("--val-list", help="Validate on these stems (one per line): "
+                                                     "from --val-images if given, else taken out of --images "
+                                                     "and out of training.")] = None,  # fmt: skip
+    val_prefix: Annotated[Optional[str], typer.Option("--val-prefix", help="Validate on the images of --images "
+                                                      "whose stem starts with P (P1,P2,... for several), train on "
+                                                      "the rest, e.g. held-out recordings.")] = None,  # fmt: skip
+    image_suffix: data.ImageSuffix = None,
+    mask_suffix: data.MaskSuffix = ".png",
+    mask_format: data.MaskFormatOption = None,
+    label_map: data.LabelMap = None,
     preset: opts.Preset = DEFAULT_PRESET,
     model: Annotated[Optional[Path], typer.Option("--model", help="Start from this .keras model "
                                                   "instead of a preset.")] = None,  # fmt: skip
@@ -90,7 +104,9 @@ def train(
     with _Progress(epochs) as progress:
         result = train_model(
             model, images, masks, out, val_images=val_images, val_masks=val_masks, classes=given_classes,
-            ignore_index=ignore_index, input_size=opts.parse_size(input_size) if input_size else None,
+            ignore_index=ignore_index, train_list=train_list, val_list=val_list, val_prefix=val_prefix,
+            image_suffix=image_suffix, mask_suffix=mask_suffix, mask_format=mask_format and mask_format.value,
+            label_map=label_map, input_size=opts.parse_size(input_size) if input_size else None,
             backbone_weights=None if isinstance(model, Path) else backbone_weights,
             weights=None if isinstance(model, Path) else weights, loss=loss,
             class_weights=class_weights, optimizer=optimizer.value, lr=lr, schedule=schedule.value,
