@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeseg.classes import check_ignore_index, class_names, write_classes_json
+from edgeseg.cluster import Cluster, cluster_from_env
 from edgeseg.config import ModelConfig
 from edgeseg.presets import PRESETS, model_argument
 from edgeseg.settings import Settings
@@ -178,7 +179,8 @@ def train(
                         schedule=schedule, warmup_epochs=warmup_epochs, ignore_index=ignore_index, seed=seed,
                         freeze_backbone=freeze_backbone, backbone_bn=backbone_bn, val_every=val_every)  # fmt: skip
     out = Path(out)
-    _check_run_folder(out, resume)
+    cluster = cluster_from_env()
+    _check_run_folder(out, resume, cluster.chief)
     if (val_images is None) != (val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
     names = class_names(classes) if classes is not None else None
@@ -204,10 +206,11 @@ def train(
            **_model_identity(model)}  # fmt: skip
     if mixed_precision is None:
         mixed_precision = bool(tf.config.list_physical_devices("GPU"))
-    return _train(model, run, settings, out, resume, mixed_precision, cache, reporter)
+    return _train(model, run, settings, out, resume, mixed_precision, cache, reporter, cluster)
 
 
-def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_precision: bool, cache, reporter):
+def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_precision: bool, cache, reporter,
+           cluster: Cluster):  # fmt: skip
     """The run itself, once the arguments are checked (TensorFlow is imported)."""
     import keras  # noqa: PLC0415
 
@@ -216,12 +219,16 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
     from edgeseg.losses import weights_for  # noqa: PLC0415
     from edgeseg.pipeline import Augmentation, TrainingData  # noqa: PLC0415
 
-    strategy = loop.default_strategy()
+    strategy = loop.default_strategy(cluster)
     replicas = strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
-        raise ParameterError(f"{{batch_size}} {settings.batch_size} does not split over {replicas} GPUs; "
-                             "use a multiple of it", "batch_size")  # fmt: skip
+        raise ParameterError(f"{{batch_size}} {settings.batch_size} does not split over {replicas} replicas "
+                             "(GPUs or machines); use a multiple of it", "batch_size")  # fmt: skip
     reporter = reporter or _printing_reporter(settings.epochs)
+    if cluster.workers > 1:
+        role = "the chief: it writes the run folder" if cluster.chief else f"it writes nothing to {out}"
+        reporter.message(f"training on {cluster.workers} machines ({replicas} replicas); this is {cluster.task}, "
+                         f"{role}")  # fmt: skip
     keras.utils.set_random_seed(settings.seed)
     with _precision("mixed_float16" if mixed_precision else None):
         with strategy.scope():  # models are made in the strategy's scope, trained by it outside
@@ -237,8 +244,9 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
             net = _at_crop_size(net if net is not None else _build(model, run), run["input_size"])
         crop = tuple(net.input.shape[1:3])
         eval_size = val_info.common_size if val_info and val_info.common_size else crop
-        out.mkdir(exist_ok=True)
-        write_classes_json(out, names, ignore, eval_size)
+        if cluster.chief:
+            out.mkdir(exist_ok=True)
+            write_classes_json(out, names, ignore, eval_size)
         data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed,
                             Augmentation(scale_range=tuple(run["scale_range"])), cache)  # fmt: skip
         if resume:
@@ -252,13 +260,19 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
 # === Checks before any work ===
 
 
-def _check_run_folder(out: Path, resume: bool) -> None:
-    """A new run needs a folder without a run in it; resuming needs the interrupted run's last.keras."""
+def _check_run_folder(out: Path, resume: bool, chief: bool = True) -> None:
+    """A new run needs a folder without a run in it; resuming needs the interrupted run's last.keras.
+
+    A worker other than the chief writes nothing: it only reads last.keras when resuming.
+    """
     if out.exists() and not out.is_dir():
         raise ParameterError(f"{{out}} {out} is a file; give a folder for the run", "out")
     last = out / "last.keras"
     if resume and not last.is_file():
-        raise EdgesegError(f"nothing to resume: {last} does not exist")
+        where = "" if chief else " (every worker resumes from the chief's last.keras: share the folder or copy it)"
+        raise EdgesegError(f"nothing to resume: {last} does not exist{where}")
+    if not chief:
+        return
     if not resume and last.exists():
         raise ParameterError(f"{out} already holds a run (last.keras); continue it with {{resume}} or choose "
                              "another {out}", "resume", "out")  # fmt: skip
