@@ -3,8 +3,9 @@
 `fit` trains a built model on prepared data for the epochs a `State` has not done yet and
 writes the run folder as it goes: `last.keras` (see `edgeseg.checkpoint`) after every epoch
 and on Ctrl-C, `best.keras` (the model with the best validation mIoU, at the validation
-images' size), `history.csv` and `curves.png`. `edgeseg.training.train` is the one call that
-prepares all of that from folders; this module is where the steps happen.
+images' size), `history.csv`, `curves.png` and TensorBoard event files (`edgeseg.board`).
+`edgeseg.training.train` is the one call that prepares all of that from folders; this module
+is where the steps happen. Trained by several machines, only the chief writes.
 
 Batch norm and small CPU batches: batch statistics of a few road-scene crops are far from
 the pretrained ones, and the ASPP image-pooling branch normalises a (B, 1, 1, C) tensor over

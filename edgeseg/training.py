@@ -116,8 +116,12 @@ def train(
     """Train a segmentation model on folders of images and masks; keep the best by validation mIoU.
 
     The run folder `out` receives best.keras, last.keras (Ctrl-C saves it too; continue with
-    `resume=True`), history.csv, curves.png and classes.json (names, colours, ignore index:
-    `convert` and `evaluate` read it).
+    `resume=True`), history.csv, curves.png, classes.json (names, colours, ignore index:
+    `convert` and `evaluate` read it) and TensorBoard event files in tensorboard/.
+
+    With `TF_CONFIG` naming several workers, every worker runs this same call and they train
+    as one (MultiWorkerMirroredStrategy, `batch_size` the global batch); only the chief
+    writes `out`, and resuming, every worker reads the chief's last.keras from `out`.
 
     Example:
         >>> result = train("deeplabv3plus_mnv2", "train", "trainannot", "runs/camvid",
