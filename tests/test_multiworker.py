@@ -42,11 +42,13 @@ WORKER = textwrap.dedent("""
         loop.fit = dying_fit
     # No dropout: each replica draws its own mask, which a single process would not. SGD, not
     # Adam: the first Adam steps are about lr * sign(gradient), which turns rounding noise in
-    # near-zero gradients into differences of lr.
+    # near-zero gradients into differences of lr. Scales >= 33/40 so that no crop is padded with
+    # ignored pixels: each replica averages the loss over its own counted pixels, which equals
+    # the global batch's mean only when every replica counts as many.
     config = get_config(num_classes=3, input_size=(33, 33), backbone_alpha=0.35).replace(aspp_dropout=0.0)
     result = edgeseg.train(config, data / "img", data / "msk", out, val_images=data / "img", val_masks=data / "msk",
-                           classes=3, backbone_weights=None, batch_size=4, epochs=epochs, scale_range=(0.75, 1.5),
-                           backbone_bn="train", optimizer="sgd", lr=0.005, seed=3, resume=resume)
+                           classes=3, backbone_weights=None, batch_size=4, epochs=epochs, scale_range=(1.25, 1.5),
+                           optimizer="sgd", lr=0.005, seed=3, resume=resume)
     print("steps", result.steps)
 """)
 
