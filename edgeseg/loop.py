@@ -3,8 +3,9 @@
 `fit` trains a built model on prepared data for the epochs a `State` has not done yet and
 writes the run folder as it goes: `last.keras` (see `edgeseg.checkpoint`) after every epoch
 and on Ctrl-C, `best.keras` (the model with the best validation mIoU, at the validation
-images' size), `history.csv` and `curves.png`. `edgeseg.training.train` is the one call that
-prepares all of that from folders; this module is where the steps happen.
+images' size), `history.csv`, `curves.png` and TensorBoard event files (`edgeseg.board`).
+`edgeseg.training.train` is the one call that prepares all of that from folders; this module
+is where the steps happen. Trained by several machines, only the chief writes.
 
 Batch norm and small CPU batches: batch statistics of a few road-scene crops are far from
 the pretrained ones, and the ASPP image-pooling branch normalises a (B, 1, 1, C) tensor over
@@ -26,7 +27,9 @@ import keras
 import tensorflow as tf
 
 from edgeseg.backbone import is_backbone_layer
+from edgeseg.board import Board
 from edgeseg.checkpoint import State, restore_rng_state, save_checkpoint
+from edgeseg.cluster import Cluster, cluster_from_env
 from edgeseg.datasets import DatasetInfo
 from edgeseg.evaluation import KerasSegmenter, score
 from edgeseg.history import draw_curves, write_history
@@ -121,8 +124,26 @@ def refresh_batch_norm(model: keras.Model, batches) -> int:
     return count
 
 
-def default_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over every GPU, or the default (one device) strategy without GPUs."""
+def synchronize_batch_norm(model: keras.Model) -> None:
+    """Make batch norm in training mode use the statistics of the whole global batch, in place.
+
+    Each replica (GPU, or machine) otherwise normalises by its own share of the batch, so a
+    step on several replicas would not compute what one device computes on the whole batch.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def default_strategy(cluster: Cluster | None = None) -> tf.distribute.Strategy:
+    """The strategy for `cluster` (default: the one TF_CONFIG describes).
+
+    MultiWorkerMirroredStrategy when several processes train together (each over its own
+    GPUs, or its CPU), MirroredStrategy over every GPU of this machine, or the default (one
+    device) strategy without GPUs.
+    """
+    if (cluster or cluster_from_env()).workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if tf.config.list_physical_devices("GPU"):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -163,32 +184,40 @@ def fit(model: keras.Model, data: TrainingData, val: DatasetInfo | None, num_cla
         KeyboardInterrupt: after saving last.keras, when the user presses Ctrl-C.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    # Of several machines, only the chief writes the run folder (the others train alike).
+    writes = strategy.extended.should_checkpoint
     saved_steps = state.settings.get("steps_per_epoch")
     if saved_steps is not None and saved_steps != data.steps_per_epoch:
         raise ParameterError(f"cannot resume: an epoch now has {data.steps_per_epoch} steps, the interrupted run "
                              f"had {saved_steps}; the training images or {{batch_size}} changed", "batch_size")  # fmt: skip
     configure_trainable(model, settings.freeze_backbone, settings.backbone_bn)
+    if strategy.num_replicas_in_sync > 1:
+        synchronize_batch_norm(model)
     restore_rng_state(model, state.rng)
     stepper = _Stepper(model, settings, strategy, state, optimizer_state, data.steps_per_epoch)
     state.settings = {**asdict(settings), "steps_per_epoch": data.steps_per_epoch}
+    board = Board(out_dir, num_classes) if writes else None
     validator = _Validator(model, val, num_classes, settings, data,
-                           tuple(eval_size or config_of(model).input_size), out_dir / "best.keras")  # fmt: skip
+                           tuple(eval_size or config_of(model).input_size), out_dir / "best.keras", board)  # fmt: skip
     last_path = out_dir / "last.keras"
     try:
         for epoch in range(len(state.history), settings.epochs):
-            row = stepper.epoch(epoch, data, state, reporter, on_step)
+            row = stepper.epoch(epoch, data, state, reporter, on_step, board)
             _check_finite_weights(model, epoch)
-            is_best = validator.end_of_epoch(epoch, row, state)
+            is_best = validator.end_of_epoch(epoch, row, state) if writes else False
             state.history.append(row)
             state.partial = {}
-            save_checkpoint(model, last_path, state, stepper.optimizer)
-            write_history(state.history, out_dir / "history.csv")
-            draw_curves(state.history, out_dir / "curves.png")
+            if writes:
+                save_checkpoint(model, last_path, state, stepper.optimizer)
+                write_history(state.history, out_dir / "history.csv")
+                draw_curves(state.history, out_dir / "curves.png")
+                board.epoch(row, state.step)
             reporter.epoch_end(row, is_best)
     except KeyboardInterrupt:
         state.step = stepper.global_step_value()
-        save_checkpoint(model, last_path, state, stepper.optimizer)
-        reporter.interrupted(state.step, last_path)
+        if writes:
+            save_checkpoint(model, last_path, state, stepper.optimizer)
+            reporter.interrupted(state.step, last_path)
         raise
     return state
 
@@ -242,7 +271,8 @@ class _Stepper:
         settings = self.settings
         return learning_rate(step, self.total_steps, settings.lr, settings.schedule, self.warmup_steps)
 
-    def epoch(self, epoch: int, data: TrainingData, state: State, reporter: Reporter, on_step) -> dict:
+    def epoch(self, epoch: int, data: TrainingData, state: State, reporter: Reporter, on_step,
+              board: Board | None = None) -> dict:  # fmt: skip
         """Train the (rest of the) epoch; returns its history row, not yet validated."""
         steps = self.steps_per_epoch
         done = self.global_step_value() - epoch * steps
@@ -251,9 +281,11 @@ class _Stepper:
         partial = state.partial
         reporter.epoch_start(epoch, self.settings.epochs, steps)
         started, seconds_before = time.perf_counter(), partial["seconds"]
-        dataset = data.epoch(epoch, skip_batches=max(done, 0))
         if self.strategy.num_replicas_in_sync > 1:
-            dataset = self.strategy.experimental_distribute_dataset(dataset)
+            dataset = self.strategy.distribute_datasets_from_function(
+                lambda context: data.epoch(epoch, max(done, 0), context))
+        else:
+            dataset = data.epoch(epoch, skip_batches=max(done, 0))
         for images, labels in dataset:
             step = self.global_step_value()
             self.optimizer.learning_rate = self.lr_at(step)
@@ -271,6 +303,8 @@ class _Stepper:
             partial["seconds"] = seconds_before + time.perf_counter() - started
             state.step = step + 1
             reporter.step(state.step - epoch * steps, partial["loss"] / partial["steps"])
+            if board:
+                board.step(state.step, float(loss), self.lr_at(step))
             if on_step:
                 on_step(state.step)
         state.step = self.global_step_value()
@@ -288,9 +322,10 @@ class _Stepper:
 class _Validator:
     """Scores the model at the deployment size after an epoch and keeps best.keras."""
 
-    def __init__(self, model, val, num_classes, settings: Settings, data: TrainingData, eval_size, best_path):
+    def __init__(self, model, val, num_classes, settings: Settings, data: TrainingData, eval_size, best_path,
+                 board: Board | None = None):  # fmt: skip
         self.model, self.val, self.num_classes, self.settings = model, val, num_classes, settings
-        self.data, self.eval_size, self.best_path = data, eval_size, best_path
+        self.data, self.eval_size, self.best_path, self.board = data, eval_size, best_path, board
         self.val_model = None
 
     def end_of_epoch(self, epoch: int, row: dict, state: State) -> bool:
@@ -301,9 +336,12 @@ class _Validator:
             return False
         self._refresh()
         if validate:
-            result = score(KerasSegmenter(self.val_model), val, self.num_classes, settings.ignore_index)
+            segmenter = KerasSegmenter(self.val_model)
+            result = score(segmenter, val, self.num_classes, settings.ignore_index)
             row["val_miou"] = result.metrics.miou
             row["val_pixel_accuracy"] = result.metrics.pixel_accuracy
+            if self.board:
+                self.board.validation(state.step, result.metrics.per_class_iou, segmenter, val)
             if not row["val_miou"] > state.best_miou:
                 return False
             state.best_miou = row["val_miou"]

@@ -97,35 +97,47 @@ class TrainingData:
     def steps_per_epoch(self) -> int:
         return self.size // self.batch_size
 
-    def epoch(self, epoch: int, skip_batches: int = 0):
-        """The batches of one epoch.
+    def epoch(self, epoch: int, skip_batches: int = 0, context=None):
+        """The batches of one epoch, or one input pipeline's share of them.
+
+        Every process draws the same order and augmentations; with several input pipelines
+        (one per machine), pipeline i keeps the i-th slice of every global batch, so the
+        replicas of one step together see exactly the global batch of a single process.
+        Without the cache, a pipeline reads only the files of its own slices.
 
         Args:
             epoch: Epoch index (0-based): picks the order and the augmentations.
-            skip_batches: Batches of this epoch already trained on (resume).
+            skip_batches: Global batches of this epoch already trained on (resume).
+            context: A `tf.distribute.InputContext` (from `distribute_datasets_from_function`),
+                or None for the whole global batch.
 
         Returns:
             tf.data.Dataset of (images, labels): images (B, h, w, 3) float32 normalised to
-            [-1, 1] as `edgeseg.config.NORMALIZATION` says, labels (B, h, w) uint8.
+            [-1, 1] as `edgeseg.config.NORMALIZATION` says, labels (B, h, w) uint8; B is
+            `batch_size`, or the context's per-replica batch size.
         """
         autotune = tf.data.AUTOTUNE
         # A fixed shuffle seed per epoch replays the same order; shuffling decoded images
         # needs them all in memory, so without the cache the file names are shuffled instead.
         shuffle_seed = (self.seed * 1_000_003 + epoch) % 2**31
-        if self._cached is not None:
-            pairs = self._cached.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
-        else:
-            pairs = self._paths.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
-            pairs = pairs.map(self._decode, num_parallel_calls=autotune)
+        source = self._cached if self._cached is not None else self._paths
+        order = source.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=False)
+        # Positions in the epoch, the incomplete last batch dropped.
+        samples = order.enumerate().take(self.steps_per_epoch * self.batch_size).skip(skip_batches * self.batch_size)
+        batch = self.batch_size if context is None else context.get_per_replica_batch_size(self.batch_size)
+        if context is not None and context.num_input_pipelines > 1:
+            share, pipeline = self.batch_size // context.num_input_pipelines, context.input_pipeline_id
+            samples = samples.filter(lambda position, pair: position % self.batch_size // share == pipeline)
+        if self._cached is None:
+            samples = samples.map(lambda position, paths: (position, self._decode(*paths)), num_parallel_calls=autotune)
         base = tf.constant([self.seed, epoch * self.size], tf.int64)
         # One stateless seed per sample, from (seed, epoch, position in the epoch).
-        samples = pairs.enumerate().skip(skip_batches * self.batch_size)
         crops = samples.map(
             lambda position, pair: augment(*pair, base + tf.stack([0, position]), self.crop_size,
                                            self.ignore_index, self.augmentation),
             num_parallel_calls=autotune,
         )  # fmt: skip
-        return crops.batch(self.batch_size, drop_remainder=True).prefetch(autotune)
+        return crops.batch(batch, drop_remainder=True).prefetch(autotune)
 
     def frames(self, size: tuple[int, int], count: int, batch_size: int = 2):
         """Whole training images, not augmented, stretched to `size` as the runtime would.

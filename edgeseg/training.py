@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgeseg.checks import output_folder
 from edgeseg.classes import check_ignore_index, class_colors, class_list, write_classes_json
+from edgeseg.cluster import Cluster, cluster_from_env
 from edgeseg.config import ModelConfig, check_input_size
 from edgeseg.datasets import read_stem_list
 from edgeseg.masks import MASK_FORMATS, read_label_map
@@ -124,8 +125,12 @@ def train(
     """Train a segmentation model on folders of images and masks; keep the best by validation mIoU.
 
     The run folder `out` receives best.keras, last.keras (Ctrl-C saves it too; continue with
-    `resume=True`), history.csv, curves.png and classes.json (names, colours, ignore index:
-    `convert` and `evaluate` read it).
+    `resume=True`), history.csv, curves.png, classes.json (names, colours, ignore index:
+    `convert` and `evaluate` read it) and TensorBoard event files in tensorboard/.
+
+    With `TF_CONFIG` naming several workers, every worker runs this same call and they train
+    as one (MultiWorkerMirroredStrategy, `batch_size` the global batch); only the chief
+    writes `out`, and resuming, every worker reads the chief's last.keras from `out`.
 
     Example:
         >>> result = train("deeplabv3plus_mnv2", "train", "trainannot", "runs/camvid",
@@ -205,7 +210,8 @@ def train(
                         schedule=schedule, warmup_epochs=warmup_epochs, ignore_index=ignore_index, seed=seed,
                         freeze_backbone=freeze_backbone, backbone_bn=backbone_bn, val_every=val_every)  # fmt: skip
     out = Path(out)
-    _check_run_folder(out, resume)
+    cluster = cluster_from_env()
+    _check_run_folder(out, resume, cluster.chief)
     if (val_images is None) != (val_masks is None):
         raise ParameterError("give {val_images} and {val_masks} together, or neither", "val_images", "val_masks")
     names, colors = class_list(classes) if classes is not None else (None, None)
@@ -243,10 +249,11 @@ def train(
            **_model_identity(model)}  # fmt: skip
     if mixed_precision is None:
         mixed_precision = bool(tf.config.list_physical_devices("GPU"))
-    return _train(model, run, settings, out, resume, mixed_precision, cache, reporter)
+    return _train(model, run, settings, out, resume, mixed_precision, cache, reporter, cluster)
 
 
-def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_precision: bool, cache, reporter):
+def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_precision: bool, cache, reporter,
+           cluster: Cluster):  # fmt: skip
     """The run itself, once the arguments are checked (TensorFlow is imported)."""
     import keras  # noqa: PLC0415
 
@@ -255,12 +262,16 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
     from edgeseg.losses import weights_for  # noqa: PLC0415
     from edgeseg.pipeline import Augmentation, TrainingData  # noqa: PLC0415
 
-    strategy = loop.default_strategy()
+    strategy = loop.default_strategy(cluster)
     replicas = strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
-        raise ParameterError(f"{{batch_size}} {settings.batch_size} does not split over {replicas} GPUs; "
-                             "use a multiple of it", "batch_size")  # fmt: skip
+        raise ParameterError(f"{{batch_size}} {settings.batch_size} does not split over {replicas} replicas "
+                             "(GPUs or machines); use a multiple of it", "batch_size")  # fmt: skip
     reporter = reporter or _printing_reporter(settings.epochs)
+    if cluster.workers > 1:
+        role = "the chief: it writes the run folder" if cluster.chief else f"it writes nothing to {out}"
+        reporter.message(f"training on {cluster.workers} machines ({replicas} replicas); this is {cluster.task}, "
+                         f"{role}")  # fmt: skip
     keras.utils.set_random_seed(settings.seed)
     with _precision("mixed_float16" if mixed_precision else None):
         with strategy.scope():  # models are made in the strategy's scope, trained by it outside
@@ -284,8 +295,9 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
             net = _at_crop_size(net if net is not None else _build(model, run), run["input_size"])
         crop = tuple(net.input.shape[1:3])
         eval_size = val_info.common_size if val_info and val_info.common_size else crop
-        out.mkdir(exist_ok=True)
-        write_classes_json(out, names, ignore, eval_size, run.get("colors"))
+        if cluster.chief:
+            out.mkdir(exist_ok=True)
+            write_classes_json(out, names, ignore, eval_size, run.get("colors"))
         data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed,
                             Augmentation(scale_range=tuple(run["scale_range"])), cache)  # fmt: skip
         if resume:
@@ -299,14 +311,20 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
 # === Checks before any work ===
 
 
-def _check_run_folder(out: Path, resume: bool) -> None:
+def _check_run_folder(out: Path, resume: bool, chief: bool = True) -> None:
     """A new run needs a folder without a run in it; resuming needs the interrupted run's last.keras.
-    Either way the folder must take new files (or be creatable)."""
+    Either way the folder must take new files (or be creatable).
+
+    A worker other than the chief writes nothing: it only reads last.keras when resuming.
+    """
     if out.exists() and not out.is_dir():
         raise ParameterError(f"{{out}} {out} is a file; give a folder for the run", "out")
     last = out / "last.keras"
     if resume and not last.is_file():
-        raise EdgesegError(f"nothing to resume: {last} does not exist")
+        where = "" if chief else " (every worker resumes from the chief's last.keras: share the folder or copy it)"
+        raise EdgesegError(f"nothing to resume: {last} does not exist{where}")
+    if not chief:
+        return
     if not resume and last.exists():
         raise ParameterError(f"{out} already holds a run (last.keras); continue it with {{resume}} or choose "
                              "another {out}", "resume", "out")  # fmt: skip

@@ -78,6 +78,25 @@ def test_train_writes_the_run_folder(camvid, tmp_path):
     assert float(rows[1]["loss"]) > 0
     curves = cv2.imread(str(out / "curves.png"))
     assert curves is not None and curves.shape[2] == 3
+    tags = tensorboard_tags(out / "tensorboard")
+    assert tags["step/loss"] == list(range(1, 7)) and tags["step/learning_rate"] == list(range(1, 7))
+    assert tags["epoch/val_miou"] == [3, 6] and tags["epoch/loss"] == [3, 6]
+    assert tags["val_iou/Road"] == [3, 6]  # a class both validation frames hold
+    overlays = [tag for tag in tags if tag.startswith("val_overlay/")]
+    assert len(overlays) == 2 and all(tags[tag] == [3, 6] for tag in overlays)
+
+
+def tensorboard_tags(folder: Path) -> dict[str, list[int]]:
+    """The steps of every tag in the TensorBoard event files of `folder`."""
+    import tensorflow as tf
+
+    tags = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
     classes = json.loads((out / "classes.json").read_text())
     assert classes["classes"][2] == "Pole" and classes["colors"][2] == [192, 192, 128]
     assert classes["ignore_index"] == 11 and classes["input_size"] == [360, 480]
