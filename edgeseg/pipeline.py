@@ -35,6 +35,7 @@ class Augmentation:
         brightness: Maximum brightness shift, as a fraction of the full range.
         contrast: Contrast factor range is [1 - contrast, 1 + contrast].
         saturation: Saturation factor range is [1 - saturation, 1 + saturation].
+        hue: Maximum hue rotation, as a fraction of the colour circle.
     """
 
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -42,7 +43,16 @@ class Augmentation:
     brightness: float = 0.125
     contrast: float = 0.2
     saturation: float = 0.2
+    hue: float = 0.0
 
+    @classmethod
+    def of(cls, photometric: str = "default", scale_range: tuple[float, float] = (0.5, 2.0)) -> Augmentation:
+        """The augmentation of a colour jitter strength in `edgeseg.settings.PHOTOMETRIC`."""
+        return cls(scale_range=tuple(scale_range), **PHOTOMETRIC_JITTER[photometric])
+
+
+# Colour jitter strengths by name (`edgeseg.settings.PHOTOMETRIC` lists the names).
+PHOTOMETRIC_JITTER = {"default": {}, "strong": {"brightness": 0.25, "contrast": 0.4, "saturation": 0.5, "hue": 0.05}}
 
 def cache_fits(info: DatasetInfo) -> bool:
     """Whether the decoded training set fits the memory share it may take (`CACHE_SHARE_OF_MEMORY`)."""
@@ -236,6 +246,8 @@ def augment(image, mask, seed, crop_size: tuple[int, int], ignore_index: int,
     if augmentation.saturation:
         image = tf.image.stateless_random_saturation(image, 1 - augmentation.saturation,
                                                      1 + augmentation.saturation, seeds[6])  # fmt: skip
+    if augmentation.hue:
+        image = tf.image.stateless_random_hue(tf.clip_by_value(image, 0.0, 1.0), augmentation.hue, seeds[7])
     mean = tf.constant(NORMALIZATION["mean"], tf.float32)
     std = tf.constant(NORMALIZATION["std"], tf.float32)
     image = (tf.clip_by_value(image, 0.0, 1.0) * 255.0 - mean) / std

@@ -24,7 +24,7 @@ from edgeseg.config import ModelConfig, check_input_size
 from edgeseg.datasets import read_stem_list
 from edgeseg.masks import MASK_FORMATS, read_label_map
 from edgeseg.presets import PRESETS, model_argument
-from edgeseg.settings import Settings
+from edgeseg.settings import PHOTOMETRIC, Settings
 from runtime.errors import EdgesegError, ParameterError
 
 # Arguments that may change when a run is resumed; every other one must be repeated as it was.
@@ -115,6 +115,7 @@ def train(
     freeze_backbone: bool = False,
     backbone_bn: str = "frozen",
     scale_range: tuple[float, float] = (0.5, 2.0),
+    photometric: str = "default",
     val_every: int = 1,
     resume: bool = False,
     seed: int = 0,
@@ -186,6 +187,8 @@ def train(
         backbone_bn: "frozen" keeps backbone batch norm on its statistics (small batches,
             pretrained weights); "train" updates it (large batches, or from scratch).
         scale_range: Random rescale range (min, max) of the augmentation.
+        photometric: Colour jitter: "default" or "strong" (brightness, contrast and
+            saturation twice as wide, and hue; for recordings in other light).
         val_every: Validate every N epochs (and after the last).
         resume: Continue the interrupted run in `out`; every other argument but `epochs`
             must be as it was.
@@ -226,6 +229,8 @@ def train(
     model = _model_argument(model, names, backbone_weights, weights, resume)
     crop = None if input_size is None else check_input_size(input_size)
     scales = _check_scale_range(scale_range)
+    if photometric not in PHOTOMETRIC:
+        raise ParameterError(f"{{photometric}} {photometric!r}: choose {' or '.join(PHOTOMETRIC)}", "photometric")
     if names is not None:
         check_ignore_index(ignore_index, len(names))
 
@@ -245,6 +250,7 @@ def train(
            "mask_suffix": None if mask_suffix == ".png" else mask_suffix, "mask_format": mask_format,
            "label_map": _resolved(label_map),
            "input_size": list(crop) if crop else None, "scale_range": list(scales),
+           "photometric": photometric,
            "backbone_weights": None if backbone_weights is None else str(backbone_weights), "weights": weights,
            **_model_identity(model)}  # fmt: skip
     if mixed_precision is None:
@@ -299,7 +305,7 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
             out.mkdir(exist_ok=True)
             write_classes_json(out, names, ignore, eval_size, run.get("colors"))
         data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed,
-                            Augmentation(scale_range=tuple(run["scale_range"])), cache)  # fmt: skip
+                            Augmentation.of(run.get("photometric", "default"), run["scale_range"]), cache)  # fmt: skip
         if resume:
             reporter.message(f"resuming {out} at epoch {len(state.history) + 1}, step {state.step}")
         state.run = run

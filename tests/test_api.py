@@ -192,6 +192,8 @@ def test_errors_name_the_keyword_in_python(tmp_path):
     assert str(error.value) == "lr 0.0 must be a finite number above 0 and at most 1"
     with pytest.raises(edgeseg.ParameterError, match=r"^give val_images and val_masks together, or neither$"):
         edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", val_images=images)
+    with pytest.raises(edgeseg.ParameterError, match=r"^photometric 'wild': choose default or strong$"):
+        edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", photometric="wild")
     assert not (tmp_path / "run").exists()
 
 

@@ -188,6 +188,26 @@ def test_flips_and_crops_keep_images_and_masks_aligned(tmp_path):
             np.testing.assert_array_equal(red, expected)
 
 
+def test_strong_photometric_jitter_moves_colours_but_not_labels(tmp_path):
+    # Same seed, no scaling or flips: the crops and labels are the same, the colours are not,
+    # and the hue rotation keeps every value in the normalised range.
+    pytest.importorskip("tensorflow")
+    from edgeseg.pipeline import PHOTOMETRIC_JITTER, Augmentation
+    from edgeseg.settings import PHOTOMETRIC
+
+    assert set(PHOTOMETRIC) == set(PHOTOMETRIC_JITTER)
+    steady = {"scale_range": (1.0, 1.0), "flip": False}
+    default = Augmentation(**steady)
+    strong = Augmentation.of("strong", steady["scale_range"])
+    strong = Augmentation(**{**strong.__dict__, "flip": False})
+    assert strong.hue > 0 and strong.brightness > default.brightness
+    (mild, mild_labels), (wild, wild_labels) = (next(iter(_training_data(tmp_path / str(i), augmentation=a).epoch(0)))
+                                                for i, a in enumerate((default, strong)))  # fmt: skip
+    np.testing.assert_array_equal(mild_labels.numpy(), wild_labels.numpy())
+    assert np.abs(mild.numpy() - wild.numpy()).mean() > 0.01
+    assert np.isfinite(wild.numpy()).all() and np.abs(wild.numpy()).max() <= 1.0 + 1e-6
+
+
 def test_crops_larger_than_the_image_are_padded_with_ignore(tmp_path):
     pytest.importorskip("tensorflow")
     from edgeseg.pipeline import Augmentation

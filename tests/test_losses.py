@@ -10,7 +10,9 @@ from edgeseg.losses import (  # noqa: E402
     cross_entropy,
     dice_loss,
     focal_loss,
+    lovasz_softmax,
     make_loss,
+    ohem_cross_entropy,
     parse_class_weights,
     parse_loss,
 )
@@ -104,14 +106,48 @@ def test_sum_of_losses():
     assert float(make_loss("ce")(LABELS, LOGITS)) == pytest.approx((CE0 + CE1) / 2, rel=1e-5)
 
 
+def test_lovasz_softmax_on_hard_predictions_is_one_minus_the_mean_iou():
+    # On one-hot predictions the Lovasz extension is the Jaccard loss itself.
+    # Labels 0 0 1 1, predictions 0 1 1 1: IoU 1/2 for class 0, 2/3 for class 1.
+    labels = np.array([[[0, 0, 1, 1]]], np.int32)
+    logits = np.where(np.eye(2)[[0, 1, 1, 1]] > 0, 50.0, -50.0).astype(np.float32)[None, None]
+    assert float(lovasz_softmax(labels, logits, stride=1)) == pytest.approx(1 - (1 / 2 + 2 / 3) / 2, rel=1e-5)
+    # Ignoring the wrongly predicted pixel leaves perfect predictions; a class absent from the
+    # labels (class 2 here) does not count.
+    ignored = np.array([[[0, 255, 1, 1]]], np.int32)
+    three = np.concatenate([logits, np.full((1, 1, 4, 1), -50.0, np.float32)], axis=-1)
+    assert float(lovasz_softmax(ignored, three, stride=1)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_softmax_gives_gradients_towards_the_right_class():
+    logits = tf.Variable(np.zeros((1, 1, 4, 2), np.float32))
+    labels = np.array([[[0, 0, 1, 1]]], np.int32)
+    with tf.GradientTape() as tape:
+        loss = lovasz_softmax(labels, logits, stride=1)
+    gradient = tape.gradient(loss, logits).numpy()[0, 0]
+    # Descending the gradient raises each pixel's true-class logit over the other.
+    assert (gradient[[0, 1], 0] < gradient[[0, 1], 1]).all() and (gradient[[2, 3], 1] < gradient[[2, 3], 0]).all()
+
+
+def test_ohem_keeps_the_hard_pixels_and_a_minimum_share():
+    # True-class probabilities: pixel 0 0.79 (easy at 0.7), pixel 1 0.21 (hard).
+    assert float(ohem_cross_entropy(LABELS, LOGITS, threshold=0.7, min_kept=0.0)) == pytest.approx(CE1, rel=1e-5)
+    assert float(ohem_cross_entropy(LABELS, LOGITS, threshold=0.9, min_kept=0.0)) == pytest.approx((CE0 + CE1) / 2,
+                                                                                                   rel=1e-5)  # fmt: skip
+    # Nothing below 0.1, but at least half the pixels: the hardest one.
+    assert float(ohem_cross_entropy(LABELS, LOGITS, threshold=0.1, min_kept=0.5)) == pytest.approx(CE1, rel=1e-5)
+    assert float(ohem_cross_entropy(np.full((1, 1, 2), 255, np.int32), LOGITS)) == 0.0
+
+
 def test_mixed_precision_logits_are_accepted():
     assert float(cross_entropy(LABELS, tf.cast(LOGITS, tf.float16))) == pytest.approx((CE0 + CE1) / 2, rel=1e-3)
 
 
 def test_loss_names():
     assert parse_loss("wce+dice") == ("wce", "dice")
-    with pytest.raises(EdgesegError, match="unknown loss 'lovasz'"):
-        parse_loss("ce+lovasz")
+    with pytest.raises(EdgesegError, match="unknown loss 'tversky'"):
+        parse_loss("ce+tversky")
+    assert parse_loss("ce+lovasz") == ("ce", "lovasz")
     with pytest.raises(EdgesegError, match="repeats"):
         parse_loss("ce+ce")
     with pytest.raises(EdgesegError, match="needs class weights"):
@@ -131,6 +167,8 @@ def test_median_frequency_weights():
     weights = class_weights(np.array([60, 30, 10]), np.array([100, 100, 50]), "median")
     np.testing.assert_allclose(weights, [0.5, 1.0, 1.5], rtol=1e-6)
     assert class_weights(np.array([1, 2]), np.array([3, 3]), "none") is None
+    soft = class_weights(np.array([60, 30, 10]), np.array([100, 100, 50]), "sqrt-median")
+    np.testing.assert_allclose(soft, np.sqrt([0.5, 1.0, 1.5]), rtol=1e-6)
 
 
 def test_explicit_weights():

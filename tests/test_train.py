@@ -215,7 +215,7 @@ def test_bad_data_gives_one_line_and_exit_1(tmp_path, damage, message):
     (["--model", "m.keras"], "--alpha, --backbone-weights build a model from a preset"),
     (["--loss", "wce", "--class-weights", "none"], "needs class weights"),
     (["--class-weights", "median"], "--class-weights applies to the wce and focal losses"),
-    (["--loss", "lovasz"], "unknown loss 'lovasz'"),
+    (["--loss", "tversky"], "unknown loss 'tversky'"),
     (["--class-weights", "1,2", "--loss", "wce"], "2 class weights given for 3 classes"),
     (["--ignore-index", "1"], "ignore index 1 is one of the 3 classes"),
     (["--resume"], "nothing to resume"),

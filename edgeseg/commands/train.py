@@ -12,12 +12,13 @@ from edgeseg.commands import _build_options as opts
 from edgeseg.commands import _data_options as data
 from edgeseg.commands._common import choices, import_tensorflow, print_json, user_errors
 from edgeseg.presets import DEFAULT_PRESET
-from edgeseg.settings import BACKBONE_BN, OPTIMIZERS, SCHEDULES
+from edgeseg.settings import BACKBONE_BN, OPTIMIZERS, PHOTOMETRIC, SCHEDULES
 from runtime.errors import EdgesegError
 
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Schedule = choices("Schedule", SCHEDULES)
 BackboneBN = choices("BackboneBN", BACKBONE_BN)
+Photometric = choices("Photometric", PHOTOMETRIC)
 
 
 @user_errors
@@ -55,7 +56,7 @@ def train(
     loss: Annotated[str, typer.Option("--loss", help="ce, wce (class-weighted), focal, dice, or a sum "
                                       "such as wce+dice.")] = "ce",  # fmt: skip
     class_weights: Annotated[Optional[str], typer.Option("--class-weights", help="For wce/focal: inverse, "
-                                                         "median (default for wce), none, or w1,w2,...")] = None,  # fmt: skip
+                                                         "median (default for wce), sqrt-median, none, or w1,w2,...")] = None,  # fmt: skip
     optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer.")] = OPTIMIZERS[0],
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 1e-3 "
                                                 "for adam/adamw, 1e-2 for sgd).")] = None,  # fmt: skip
@@ -75,6 +76,8 @@ def train(
     aspp_rates: opts.AsppRates = None,
     no_decoder: opts.NoDecoder = False,
     scale_range: Annotated[str, typer.Option("--scale-range", help="Random rescale range MIN,MAX.")] = "0.5,2.0",
+    photometric: Annotated[Photometric, typer.Option("--photometric", help="Colour jitter: default, or strong "
+                                                     "for scenes in other light.")] = PHOTOMETRIC[0],  # fmt: skip
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N epochs (and after "
                                            "the last).")] = 1,  # fmt: skip
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
@@ -111,7 +114,8 @@ def train(
             weights=None if isinstance(model, Path) else weights, loss=loss,
             class_weights=class_weights, optimizer=optimizer.value, lr=lr, schedule=schedule.value,
             warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, freeze_backbone=freeze_backbone,
-            backbone_bn=backbone_bn.value, scale_range=_parse_scale_range(scale_range), val_every=val_every,
+            backbone_bn=backbone_bn.value, scale_range=_parse_scale_range(scale_range),
+            photometric=photometric.value, val_every=val_every,
             resume=resume, seed=seed, reporter=progress,
         )  # fmt: skip
     if json_output:
