@@ -13,13 +13,14 @@ val (0016E5: unseen frames of a seen recording) is the second figure. Why 0006R0
 frames of 0001TP; a model trained on every labelled frame has seen dusk, so holding out the
 daytime recording mirrors its situation, while holding out the only dusk recording measures a
 day-to-dusk shift it never faces (base recipe: about 30% mIoU on 0001TP).
-The parts are folders of symbolic links under OUT/data (nothing is copied).
+Training holds 0006R0 out with `edgeseg train --val-prefix 0006R0`, the option users have for
+their own recordings; the other parts are folders of symbolic links under OUT/data (nothing
+is copied).
 
 Each run is today's recipe with one change (see CHANGES), trained, converted to int8 at
 360x480 (calibrated on the training frames) and scored float and int8, as a user would:
 
-    edgeseg train --images OUT/data/train/images --masks OUT/data/train/masks \
-        --val-images OUT/data/unseen/images --val-masks OUT/data/unseen/masks \
+    edgeseg train --images camvid/train --masks camvid/trainannot --val-prefix 0006R0 \
         --classes-file classes.txt --ignore-index 11 --preset deeplabv3plus_mnv2 \
         --backbone-weights ../shared/weights/mobilenet_v2_1.0_no_top_imagenet_q8.weights.h5 \
         --input-size 256x256 --batch-size 8 --epochs 90 --optimizer adam --lr 1e-3 \
@@ -125,7 +126,8 @@ def split(source: Path, target: Path, limit: int | None) -> dict[str, tuple[Path
         "val": [("val", name) for name in _names(source / "val")],
     }
     members = {part: frames[:limit] for part, frames in members.items()}
-    members["train+val"] = members["train"] + members["val"]
+    members["protocol"] = members["train"] + members["unseen"]  # trained on with --val-prefix UNSEEN
+    members["protocol+val"] = members["protocol"] + members["val"]
     members["all"] = members["train"] + members["unseen"] + members["val"]
     parts = {}
     for part, frames in members.items():
@@ -155,8 +157,7 @@ def edgeseg(*args: str) -> dict | list:
     return json.loads(completed.stdout)
 
 
-def train_command(args, images: Path, masks: Path, val: tuple[Path, Path] | None, flags: list[str],
-                  out: Path) -> list[str]:  # fmt: skip
+def train_command(args, images: Path, masks: Path, hold_out: bool, flags: list[str], out: Path) -> list[str]:
     """Today's recipe on the given frames, with `flags` appended (later flags win)."""
     command = [
         "train", "--images", str(images), "--masks", str(masks),
@@ -166,8 +167,8 @@ def train_command(args, images: Path, masks: Path, val: tuple[Path, Path] | None
         "--optimizer", "adam", "--lr", "1e-3", "--schedule", "poly", "--warmup-epochs", "1",
         "--val-every", "5", "--loss", "ce", "--out", str(out),
     ]  # fmt: skip
-    if val is not None:
-        command += ["--val-images", str(val[0]), "--val-masks", str(val[1])]
+    if hold_out:
+        command += ["--val-prefix", UNSEEN]
     if args.alpha is not None:
         command += ["--alpha", str(args.alpha)]
     return _merge(command, flags)
@@ -209,7 +210,7 @@ def change_flags(name: str) -> tuple[list[str], bool]:
 def protocol_run(name: str, parts: dict, args) -> dict:
     run = args.out / name
     flags, with_val = change_flags(name)
-    images, masks = parts["train+val" if with_val else "train"]
+    images, masks = parts["protocol+val" if with_val else "protocol"]
     finished = (run / "best.keras").is_file() and (run / "train.json").is_file() and not args.retrain
     if finished:
         summary = json.loads((run / "train.json").read_text())
@@ -217,7 +218,7 @@ def protocol_run(name: str, parts: dict, args) -> dict:
         if run.exists():
             shutil.rmtree(run)
         started = time.perf_counter()
-        summary = edgeseg(*train_command(args, images, masks, parts["unseen"], flags, run))
+        summary = edgeseg(*train_command(args, images, masks, True, flags, run))
         summary["wall_seconds"] = time.perf_counter() - started
         (run / "train.json").write_text(json.dumps(summary, indent=1))
     train = {k: v for k, v in summary.items() if k != "history"}
@@ -227,7 +228,8 @@ def protocol_run(name: str, parts: dict, args) -> dict:
     scores = run / "scores.json"
     if finished and scores.is_file():
         return {"train": train, **json.loads(scores.read_text())}
-    result = convert_and_score(run, images, {"unseen": parts["unseen"], "val": parts["val"]}, args)
+    calibration = parts["train"][0]  # the frames it trained on, 0006R0 left out
+    result = convert_and_score(run, calibration, {"unseen": parts["unseen"], "val": parts["val"]}, args)
     scores.write_text(json.dumps(result, indent=1))
     return {"train": train, **result}
 
@@ -255,7 +257,7 @@ def recipe(args, parts: dict) -> int:
     run = args.out / "train"
     if run.exists():
         shutil.rmtree(run)
-    summary = edgeseg(*train_command(args, images, masks, None, flags, run))
+    summary = edgeseg(*train_command(args, images, masks, False, flags, run))
     for name in ("best.keras",):
         shutil.copy(run / name, args.out / name)
     edgeseg("convert", str(args.out / "best.keras"), "--input-size", "360x480", "--calibration", str(images),

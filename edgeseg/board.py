@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from edgeseg.classes import read_classes_json
-from edgeseg.datasets import DatasetInfo, read_pair
+from edgeseg.datasets import DatasetInfo, read_image
 from runtime.drawing import blend
 
 FOLDER = "tensorboard"
@@ -81,8 +81,8 @@ class Board:
             for name, iou in zip(self.names, per_class_iou):
                 if math.isfinite(iou):
                     _scalar(f"val_iou/{name}", float(iou))
-            for image_path, mask_path in zip(val.images[:OVERLAY_IMAGES], val.masks[:OVERLAY_IMAGES]):
-                frame, _ = read_pair(image_path, mask_path)
+            for image_path in val.images[:OVERLAY_IMAGES]:
+                frame = read_image(image_path)
                 labels = np.minimum(segmenter.segment(frame), len(self.palette_bgr) - 1)
                 overlay = blend(frame, self.palette_bgr[labels])
                 _image(f"val_overlay/{Path(image_path).stem}", cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB))
