@@ -80,7 +80,7 @@ CHANGES = {
     "trainval": ["+val"],
 }
 # The recommended recipe: the changes it adds to today's. Still today's own: the changes are
-# not measured on the unseen recording yet (issue 10).
+# not measured on the unseen recording yet.
 RECIPES = {"best": ["base"]}
 
 
