@@ -18,6 +18,7 @@ import tensorflow as tf
 from edgeseg.config import NORMALIZATION
 from edgeseg.datasets import DatasetInfo, read_image
 from edgeseg.masks import MaskDecoding
+from edgeseg.settings import PHOTOMETRIC_JITTER
 from runtime.errors import ParameterError
 
 # Decoded training images are kept in memory when they take at most this share of RAM.
@@ -47,12 +48,9 @@ class Augmentation:
 
     @classmethod
     def of(cls, photometric: str = "default", scale_range: tuple[float, float] = (0.5, 2.0)) -> Augmentation:
-        """The augmentation of a colour jitter strength in `edgeseg.settings.PHOTOMETRIC`."""
+        """The augmentation of a colour jitter strength named in `edgeseg.settings.PHOTOMETRIC_JITTER`."""
         return cls(scale_range=tuple(scale_range), **PHOTOMETRIC_JITTER[photometric])
 
-
-# Colour jitter strengths by name (`edgeseg.settings.PHOTOMETRIC` lists the names).
-PHOTOMETRIC_JITTER = {"default": {}, "strong": {"brightness": 0.25, "contrast": 0.4, "saturation": 0.5, "hue": 0.05}}
 
 def cache_fits(info: DatasetInfo) -> bool:
     """Whether the decoded training set fits the memory share it may take (`CACHE_SHARE_OF_MEMORY`)."""

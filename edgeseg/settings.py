@@ -13,9 +13,10 @@ from runtime.errors import ParameterError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
 BACKBONE_BN = ("frozen", "train")
-# Colour jitter strengths (`edgeseg.pipeline.PHOTOMETRIC_JITTER`): strong helps on recordings whose light
-# differs from the training ones.
-PHOTOMETRIC = ("default", "strong")
+# Colour jitter strengths by name, as `edgeseg.pipeline.Augmentation` fields: strong helps on
+# recordings whose light differs from the training ones.
+PHOTOMETRIC_JITTER = {"default": {}, "strong": {"brightness": 0.25, "contrast": 0.4, "saturation": 0.5, "hue": 0.05}}
+PHOTOMETRIC = tuple(PHOTOMETRIC_JITTER)
 # Peak learning rate when none is given: Adam's usual step, and SGD's for DeepLab fine-tuning.
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2}
 # The largest peak learning rate accepted. DeepLab trains with SGD at 0.007-0.1 and Adam at

@@ -192,8 +192,8 @@ def test_strong_photometric_jitter_moves_colours_but_not_labels(tmp_path):
     # Same seed, no scaling or flips: the crops and labels are the same, the colours are not,
     # and the hue rotation keeps every value in the normalised range.
     pytest.importorskip("tensorflow")
-    from edgeseg.pipeline import PHOTOMETRIC_JITTER, Augmentation
-    from edgeseg.settings import PHOTOMETRIC
+    from edgeseg.pipeline import Augmentation
+    from edgeseg.settings import PHOTOMETRIC, PHOTOMETRIC_JITTER
 
     assert set(PHOTOMETRIC) == set(PHOTOMETRIC_JITTER)
     steady = {"scale_range": (1.0, 1.0), "flip": False}
