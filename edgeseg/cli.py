@@ -12,12 +12,12 @@ import typer
 
 from edgeseg.commands import bench, build, convert, info, run, train
 from edgeseg.commands import eval as eval_command
+from runtime.errors import TERMINATED
 
 # Help panels: what a base install (the device runtime) runs, and what needs the train extra
 # ("\\[" keeps Rich from reading "[train]" as markup).
 RUN_PANEL = "Run models (base install)"
 MAKE_PANEL = "Make models (needs TensorFlow: pip install 'edgeseg\\[train]')"
-TERMINATED: list[int] = []  # the termination signal received, if any (see catch_termination)
 
 app = typer.Typer(
     name="edgeseg",

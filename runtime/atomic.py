@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from runtime.errors import EdgesegError
+from runtime.errors import TERMINATED, EdgesegError, Terminated
 
 
 def check_output(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
@@ -63,7 +63,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the destination's folder; rename it to `path` on success.
 
     The temporary file keeps the destination's suffix (some writers choose the format from
-    it). On any exception, Ctrl-C included, it is deleted and `path` is left as it was.
+    it). On any exception, Ctrl-C included, it is deleted and `path` is left as it was. So it
+    is after a SIGTERM whose exception a library swallowed: the signal was noted, and a run
+    that was asked to stop does not replace a good output with one it finished regardless.
     """
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
@@ -71,6 +73,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temp)
+        if TERMINATED:
+            raise Terminated(TERMINATED[0])
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     finally:

@@ -43,6 +43,12 @@ class ParameterError(EdgesegError):
         return message
 
 
+# The termination signal received, if any: noted by the CLI's handler before it raises `Terminated`.
+# Should a library swallow that exception (a bare `except:`), `atomic_path` still refuses to commit
+# an output and the CLI still exits 128 + the signal's number.
+TERMINATED: list[int] = []
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised in the main thread so that it unwinds exactly like Ctrl-C.
 

@@ -146,3 +146,24 @@ def test_sigterm_while_build_saves_leaves_no_temporary_file(tmp_path):
     else:
         assert stderr == "terminated by SIGTERM: the command finished first (its outputs are complete)\n"
         assert "config.json" in zipfile.ZipFile(out).namelist() and stdout.startswith(f"saved {out}")
+
+
+def test_a_swallowed_termination_still_keeps_the_earlier_output(tmp_path):
+    """A library that swallows the SIGTERM's exception (a bare `except:`) lets the work finish;
+    the output it then writes does not replace the earlier one, and nothing is left beside it."""
+    from runtime import errors
+    from runtime.atomic import atomic_path, write_bytes
+
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"an earlier model")
+    assert errors.TERMINATED == []
+    write_bytes(out, b"a newer model")  # no signal: written
+    assert out.read_bytes() == b"a newer model"
+    errors.TERMINATED.append(signal.SIGTERM)  # as the CLI's handler notes it
+    try:
+        with pytest.raises(errors.Terminated) as stopped, atomic_path(out) as temp:
+            temp.write_bytes(b"finished after the signal")
+    finally:
+        errors.TERMINATED.clear()
+    assert stopped.value.signum == signal.SIGTERM
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tflite"] and out.read_bytes() == b"a newer model"
