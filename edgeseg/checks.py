@@ -1,16 +1,13 @@
 """Checks that `build`, `train`, `convert` and `evaluate` make before any work: outputs that
 can be written and thread counts that can work, refused with the parameter's name.
 
-The rules are runtime's (`runtime.atomic.check_output`, `runtime.limits.check_threads`);
-this module adds a real write into the destination folder, because permission bits do not
-stop root while a read-only mount or a folder such as /proc still does, and names the
-parameter (`out`, `threads`) the way the caller spelled it (`ParameterError`).
+The rules are runtime's (`runtime.atomic.check_output`, which writes a probe where the output
+will go, and `runtime.limits.check_threads`); this module names the parameter (`out`,
+`threads`) the way the caller spelled it (`ParameterError`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +33,6 @@ def output_file(path: str | Path, name: str, suffixes: tuple[str, ...] = ()) -> 
     """
     try:
         path = check_output(path, suffixes)
-        _try_writing(path.parent, directory=False)
     except EdgesegError as error:
         raise ParameterError(f"{{{name}}}: {error}", name) from None
     return path
@@ -53,26 +49,9 @@ def output_folder(folder: str | Path, name: str) -> Path:
     """
     try:
         folder = check_output_folder(folder)
-        existing = folder
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        _try_writing(existing, directory=existing != folder)
     except EdgesegError as error:
         raise ParameterError(f"{{{name}}}: {error}", name) from None
     return folder
-
-
-def _try_writing(folder: Path, directory: bool) -> None:
-    """Create and remove a file (or folder) in `folder`: what the output will do."""
-    try:
-        if directory:
-            os.rmdir(tempfile.mkdtemp(prefix=".edgeseg-check-", dir=folder))
-        else:
-            handle, probe = tempfile.mkstemp(prefix=".edgeseg-check-", dir=folder)
-            os.close(handle)
-            os.unlink(probe)
-    except OSError as error:
-        raise EdgesegError(f"cannot write in {folder}: {error.strerror or type(error).__name__}") from None
 
 
 def thread_count(threads: int | None, warn: Callable[[str], None], name: str = "threads") -> None:

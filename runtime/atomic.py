@@ -17,6 +17,9 @@ from runtime.errors import TERMINATED, EdgesegError, Terminated
 def check_output(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
     """Check, before any work is done, that `path` can be written.
 
+    A file is created and removed in its folder, as the output will be: permission bits do
+    not stop root, while a read-only mount or a folder such as /proc still does.
+
     Args:
         path: Destination file.
         suffixes: Accepted file name endings (e.g. (".keras",)); empty accepts any.
@@ -34,13 +37,16 @@ def check_output(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
         raise EdgesegError(f"output folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise EdgesegError(f"output folder {folder} is not writable")
+    _try_writing(folder, directory=False)
     return path
 
 
 def check_output_folder(folder: str | Path) -> Path:
     """Check, before any work is done, that `folder` exists as a writable folder or can be made.
 
-    Nothing is created: a run that fails later leaves no empty folder behind.
+    A file (or, for a folder still to be made, a folder) is created and removed where the
+    output will go, as in `check_output`. Nothing is left: a run that fails later leaves no
+    empty folder behind.
 
     Raises:
         EdgesegError: a file in the way, or a folder (or the nearest existing parent) that is
@@ -55,7 +61,21 @@ def check_output_folder(folder: str | Path) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is not writable" if existing == folder else f"cannot be created: {existing} is not writable"
         raise EdgesegError(f"output folder {folder} {what}")
+    _try_writing(existing, directory=existing != folder)
     return folder
+
+
+def _try_writing(folder: Path, directory: bool) -> None:
+    """Create and remove a file (or folder) in `folder`: what the output will do."""
+    try:
+        if directory:
+            os.rmdir(tempfile.mkdtemp(prefix=".edgeseg-check-", dir=folder))
+        else:
+            handle, probe = tempfile.mkstemp(prefix=".edgeseg-check-", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
+    except OSError as error:
+        raise EdgesegError(f"cannot write in {folder}: {error.strerror or type(error).__name__}") from None
 
 
 @contextlib.contextmanager

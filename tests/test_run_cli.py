@@ -126,6 +126,10 @@ def test_unwritable_output(tiny_models, camvid_clip, tmp_path):
     assert_one_line_error(invoke(model, "--video", camvid_clip, "--output", tmp_path / "out.gif"),
                           "expected a video file")  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    # A folder that permission bits call writable for root but that takes no file (/proc).
+    if Path("/proc/self").is_dir():
+        for output in ("/proc/out.mp4", "/proc/frames/"):
+            assert_one_line_error(invoke(model, "--video", camvid_clip, "--output", output), "cannot write in /proc")
 
 
 def test_sources_must_be_exactly_one(tiny_models, camvid_clip, tmp_path):
