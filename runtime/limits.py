@@ -12,6 +12,14 @@ Each limit is where a value stops being able to work, not a matter of taste:
 - `MAX_THREADS` = 256: threads beyond the cores only slow a model down (warned, see
   `check_threads`); beyond 256, more than any board or CPU edgeseg targets has, a count is
   a typo, refused.
+- `MAX_TENSOR_BYTES_PER_INPUT_VALUE` = 4,096: what a model's tensors may take once allocated,
+  beyond the file's own bytes (its weights), per value of its input. DeepLabV3+ on
+  MobileNetV2 takes 40-100 bytes per input value int8 and up to about 360 float; a damaged
+  file that declares a tensor 65,535 images deep takes over 30,000 and would allocate a
+  gigabyte for a 97x129 input. The limit scales with the input, so a real model is more
+  than 10 times below it at any size, and a damaged one cannot take more than about 10
+  times what a real float model of its input size needs. (Checked by the trial load in a
+  child process, `runtime.probe`, before the process that asked allocates anything.)
 - `MAX_BENCH_RUNS` = 100,000 timed (or warm-up) frames of `edgeseg bench`: every timing is
   kept for the percentiles, and more would not change them.
 """
@@ -26,6 +34,7 @@ MAX_CLASSES = 255
 MAX_INPUT_SIDE = 8192
 MAX_THREADS = 256
 MAX_BENCH_RUNS = 100_000
+MAX_TENSOR_BYTES_PER_INPUT_VALUE = 4096
 
 
 def check_threads(count: int | None, option: str = "num_threads") -> str | None:

@@ -7,14 +7,16 @@ SIGSEGV, which no Python `try` can catch. So before a process loads a model, a f
 (`sys.executable`) loads it with the same backend and delegate, reads its tensor and op
 details, allocates its tensors and runs it once on zeros: every step the runtime takes.
 For backends that do not verify the flatbuffer (tflite-runtime, tf.lite), LiteRT verifies
-it there first. A
-signal or a hang there becomes an `EdgesegError`, and so does an interpreter error while
-loading or allocating (the caller would meet the same, or allocate memory the child, limited
-to the machine's physical memory, could not have); an error while running is left for the
-caller to meet and report in context.
+it there first. A signal or a hang there becomes an `EdgesegError`, and so does an
+interpreter error while loading or allocating (the caller would meet the same, or allocate
+memory the child, limited to the machine's physical memory, could not have); an error while
+running is left for the caller to meet and report in context. So does a model whose tensors,
+once allocated, take more memory than its input size can explain
+(`runtime.limits.MAX_TENSOR_BYTES_PER_INPUT_VALUE`: a damaged shape can ask for a gigabyte),
+and the child stops before running it.
 
-The verdict is remembered per file content (SHA-256), backend, backend version and
-delegate, in `$XDG_CACHE_HOME/edgeseg/model-checks` (else `~/.cache/edgeseg/model-checks`):
+The verdict is remembered per file content (SHA-256), backend, backend version, delegate
+and that limit, in `$XDG_CACHE_HOME/edgeseg/model-checks` (else `~/.cache/edgeseg/model-checks`):
 a model is tested once, later loads cost reading it through a hash. An unwritable cache
 only means testing again next time. Where no child Python can be started (QEMU user-mode
 emulation without binfmt, an embedded Python), the model is loaded unchecked.
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from runtime.backend import interpreter_failure
 from runtime.errors import EdgesegError
+from runtime.limits import MAX_TENSOR_BYTES_PER_INPUT_VALUE
 
 CHECK_TIMEOUT_S = 120.0  # a 513x513 float model loads and runs once in ~1 s on a Raspberry Pi 4
 CACHE_FOLDER = "model-checks"
@@ -46,7 +49,7 @@ STEPS = {
     "allocate": "allocating its tensors",
     "invoke": "running it once",
 }
-_READY, _DONE, _FAILED = "ready", "done", "failed "
+_READY, _DONE, _FAILED, _OVERSIZED = "ready", "done", "failed ", "oversized "
 # Steps whose failure in the child is final: this process would fail there too, or allocate
 # what the child could not. A run that fails ("lacks data") is left to the caller to report.
 _FATAL = ("verify", "load", "allocate")
@@ -70,7 +73,7 @@ def _cache_key(path: Path, backend: str, delegate: str) -> str:
     with path.open("rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return f"{digest.hexdigest()}-{backend}-{_backend_version(backend)}-{delegate}"
+    return f"{digest.hexdigest()}-{backend}-{_backend_version(backend)}-{delegate}-{MAX_TENSOR_BYTES_PER_INPUT_VALUE}"
 
 
 def _remembered(key: str) -> dict | None:
@@ -78,7 +81,10 @@ def _remembered(key: str) -> dict | None:
         verdict = json.loads((cache_folder() / f"{key}.json").read_text())
     except (OSError, ValueError):
         return None
-    return verdict if isinstance(verdict, dict) and verdict.get("verdict") in ("safe", "crashed") else None
+    if not isinstance(verdict, dict) or verdict.get("verdict") not in ("safe", "crashed", "oversized"):
+        return None
+    sizes = [verdict.get("beyond_weights"), verdict.get("input_values")]
+    return verdict if verdict["verdict"] != "oversized" or all(type(size) is int for size in sizes) else None
 
 
 def _remember(key: str, verdict: dict) -> None:
@@ -124,6 +130,13 @@ def check_model_in_child(path: str | Path, backend: str, delegate: str | None = 
             "a trial load in a separate process) — the file is damaged or not a model it can run; "
             "re-convert or re-download it"
         )
+    if verdict["verdict"] == "oversized":
+        per_value = verdict["beyond_weights"] / max(verdict["input_values"], 1)
+        raise EdgesegError(
+            f"{path}: its tensors would take {verdict['beyond_weights'] / 1e6:,.0f} MB beyond its weights, "
+            f"{per_value:,.0f} bytes per input value (limit {MAX_TENSOR_BYTES_PER_INPUT_VALUE:,}; a segmentation model takes a few "
+            "hundred, seen in a trial load in a separate process) — the file is damaged; re-convert or re-download it"
+        )
     if verdict["verdict"] == "failed":
         raise interpreter_failure(path, step, verdict["reason"])
 
@@ -134,7 +147,7 @@ def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dic
         return None
     root = Path(__file__).resolve().parents[1]  # the folder holding the runtime package
     command = [sys.executable, "-c", "from runtime.probe import _child; _child()",
-               str(path), backend, delegate, str(num_threads)]  # fmt: skip
+               str(path), backend, delegate, str(num_threads), str(MAX_TENSOR_BYTES_PER_INPUT_VALUE)]  # fmt: skip
     with tempfile.TemporaryFile() as output:
         try:
             child = subprocess.Popen(command, cwd=root, stdin=subprocess.DEVNULL, stdout=output,
@@ -160,6 +173,9 @@ def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dic
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
         return {"verdict": "crashed", "signal": name, "step": last}
+    if last.startswith(_OVERSIZED):
+        beyond_weights, input_values = (int(word) for word in last[len(_OVERSIZED) :].split())
+        return {"verdict": "oversized", "beyond_weights": beyond_weights, "input_values": input_values}
     if last.startswith(_FAILED):
         step, reason = last[len(_FAILED) :].split(" ", 1)
         return {"verdict": "failed", "step": step, "reason": reason} if step in _FATAL else {"verdict": "safe"}
@@ -167,17 +183,19 @@ def _run_child(path: Path, backend: str, delegate: str, num_threads: int) -> dic
 
 
 def _child() -> None:
-    """The child's side: `python -c ... PATH BACKEND DELEGATE THREADS`.
+    """The child's side: `python -c ... PATH BACKEND DELEGATE THREADS BYTES_PER_INPUT_VALUE`.
 
     Prints "ready" once the backend is imported, each step's name before taking it, then
-    "done", or "failed STEP REASON" when the interpreter raises. Any other exception (an Edge
+    "done", or "failed STEP REASON" when the interpreter raises, or "oversized BYTES VALUES"
+    (and stops there) when its tensors, as declared or once allocated, take BYTES beyond the
+    file's size (its weights), more than BYTES_PER_INPUT_VALUE per value of its inputs. Any other exception (an Edge
     TPU that is not plugged in) ends it without a verdict.
     """
     import numpy as np  # noqa: PLC0415
 
     from runtime.backend import INTERPRETER_ERRORS, create_interpreter, error_text, find_backend  # noqa: PLC0415
 
-    path, backend, delegate, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    path, backend, delegate, threads, per_value = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     _limit_memory()
     found = find_backend(backend)
     print(_READY, flush=True)
@@ -189,15 +207,17 @@ def _child() -> None:
         step = "load"
         print(step, flush=True)
         interpreter = create_interpreter(Path(path), threads, found, None if delegate == "xnnpack" else delegate)
-        step = "details"
-        print(step, flush=True)
-        _details(interpreter)
-        step = "allocate"
-        print(step, flush=True)
-        interpreter.allocate_tensors()
-        step = "details"
-        print(step, flush=True)
-        _details(interpreter)
+        for step in ("details", "allocate", "details"):  # the sizes as declared, then as allocated
+            print(step, flush=True)
+            if step == "allocate":
+                interpreter.allocate_tensors()
+                continue
+            _details(interpreter)
+            tensor_bytes, input_values = _tensor_bytes(interpreter)
+            beyond_weights = tensor_bytes - os.path.getsize(path)
+            if beyond_weights > per_value * input_values:
+                print(f"{_OVERSIZED}{beyond_weights} {input_values}", flush=True)
+                return
         step = "invoke"
         print(step, flush=True)
         for tensor in interpreter.get_input_details():
@@ -229,6 +249,20 @@ def _verify_with_litert(path: str) -> None:
             raise
     except Exception:  # noqa: BLE001 - anything else LiteRT refuses is for the backend to judge
         pass
+
+
+def _tensor_bytes(interpreter) -> tuple[int, int]:
+    """The bytes of all its tensors at their current shapes (weights included), and its input values."""
+    import numpy as np  # noqa: PLC0415
+
+    def size(tensor) -> int:
+        return int(np.prod(tensor["shape"], dtype=np.int64))
+
+    try:
+        total = sum(size(tensor) * np.dtype(tensor["dtype"]).itemsize for tensor in interpreter.get_tensor_details())
+        return total, sum(size(tensor) for tensor in interpreter.get_input_details())
+    except Exception:  # noqa: BLE001 - details it cannot read (see _details): not measured, not refused
+        return 0, 0
 
 
 def _details(interpreter) -> None:

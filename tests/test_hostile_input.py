@@ -25,7 +25,7 @@ from edgeseg.cli import app
 from runtime import EdgesegError, Segmenter
 from runtime.flatbuffer import MODEL_SUBGRAPHS, SUBGRAPH_OUTPUTS, root
 from runtime.limits import MAX_BENCH_RUNS, MAX_THREADS
-from runtime.metadata import MEMBER, MetadataError, embed_metadata, read_metadata, strip_metadata
+from runtime.metadata import MetadataError, embed_metadata, read_metadata, strip_metadata
 from runtime.probe import cache_folder
 from runtime.text import printable
 
@@ -201,6 +201,39 @@ def test_a_failure_to_allocate_in_the_trial_load_is_final_and_not_remembered(tin
         with pytest.raises(EdgesegError, match="the interpreter failed allocating its tensors"):
             Segmenter(model)
     assert not private_cache.exists() or not any(private_cache.iterdir())
+
+
+def _deep_tensor(data, flatbuffer):
+    # Tensor 4 (the 49x65x3 pooled image) declared 65,535 images deep: 626 MB as declared.
+    struct.pack_into("<i", data, root(bytes(data)).tables(MODEL_SUBGRAPHS)[0].tables(0)[4].vector(0, 4)[0], 65535)
+
+
+def test_a_model_whose_tensors_outgrow_its_input_is_refused_before_this_process_allocates(
+        tiny_models, tmp_path, images, monkeypatch, private_cache):  # fmt: skip
+    model = mutant(tiny_models, tmp_path, _deep_tensor)
+
+    def no_interpreter_here(*args, **kwargs):
+        raise AssertionError("this process loaded a model whose tensors outgrow its input")
+
+    monkeypatch.setattr("runtime.backend.create_interpreter", no_interpreter_here)
+    expected = (str(model), "its tensors would take 626 MB beyond its weights", "bytes per input value (limit 4,096;",
+                "the file is damaged")  # fmt: skip
+    with pytest.raises(EdgesegError, match=r"MB beyond its weights, 16,\d{3} bytes per input value") as error:
+        Segmenter(model)
+    assert "\n" not in str(error.value) and all(text in str(error.value) for text in expected), error.value
+    (verdict,) = private_cache.iterdir()  # the same file is refused again without a trial load
+    assert json.loads(verdict.read_text())["verdict"] == "oversized"
+    monkeypatch.setattr("runtime.probe.subprocess.Popen", None)
+    assert_one_line_error(cli("run", model, "--images", images, "--no-display"), *expected)
+
+
+def test_the_tensor_limit_is_relative_to_the_input(tiny_models, monkeypatch):
+    # The tiny model's tensors take about 3 bytes per input value beyond its weights: it passes
+    # the real limit and fails a limit of 1, with the figure measured in the trial load.
+    Segmenter(tiny_models["int8"], num_threads=1)
+    monkeypatch.setattr("runtime.probe.MAX_TENSOR_BYTES_PER_INPUT_VALUE", 1)
+    with pytest.raises(EdgesegError, match=r"MB beyond its weights, 3 bytes per input value \(limit 1;"):
+        Segmenter(tiny_models["int8"], num_threads=1)
 
 
 def _graph_output(value: int):
