@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -28,7 +28,6 @@ WORKER = textwrap.dedent("""
     import edgeseg
     from edgeseg import loop
     from edgeseg.presets import get_config
-    CONFIG = get_config(num_classes=3, input_size=(33, 33), backbone_alpha=0.5).replace(aspp_dropout=0.0)
 
     data, out, epochs, resume = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
     if len(sys.argv) > 5:
@@ -48,7 +47,7 @@ WORKER = textwrap.dedent("""
     # steps, and so do 40x40 images at this rate (1e-4; 80x80 images: 4e-7 for three data seeds).
     # No crop is padded with ignored pixels: each replica averages the loss over its own counted
     # pixels, which equals the global batch's mean only when every replica counts as many.
-    config = CONFIG
+    config = get_config(num_classes=3, input_size=(33, 33), backbone_alpha=0.5).replace(aspp_dropout=0.0)
     result = edgeseg.train(config, data / "img", data / "msk", out, val_images=data / "img", val_masks=data / "msk",
                            classes=3, weights="pascalvoc", batch_size=4, epochs=epochs, scale_range=(1.25, 1.5),
                            optimizer="sgd", lr=5e-4, seed=3, resume=resume)
@@ -150,13 +149,12 @@ def _expect_equal_weights(difference: float) -> None:
 def _backbone_movement(path: Path) -> float:
     """The largest change of a backbone weight from the Pascal VOC weights the runs start from."""
     from edgeseg.backbone import is_backbone_layer
-    from edgeseg.model import load_model
+    from edgeseg.model import config_of, load_model
     from edgeseg.pretrained import fine_tune_config, fine_tune_model
-    from edgeseg.presets import get_config
 
-    config = get_config(num_classes=3, input_size=(33, 33), backbone_alpha=0.5).replace(aspp_dropout=0.0)
-    start = fine_tune_model("pascalvoc", fine_tune_config("pascalvoc", config))
-    trained = {layer.name: layer.get_weights() for layer in load_model(path).layers}
+    model = load_model(path)
+    start = fine_tune_model("pascalvoc", fine_tune_config("pascalvoc", config_of(model)))
+    trained = {layer.name: layer.get_weights() for layer in model.layers}
     return max(float(np.max(np.abs(a - b))) for layer in start.layers if is_backbone_layer(layer.name)
                for a, b in zip(layer.get_weights(), trained[layer.name]))  # fmt: skip
 

@@ -1,7 +1,6 @@
 """Pretrained `pascalvoc` weights: imported exactly, faithful to Google's model, shipped, usable."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,7 +18,6 @@ from edgeseg.layers import StaticResize  # noqa: E402
 from edgeseg.model import build_model, load_model, save_model  # noqa: E402
 from edgeseg.presets import get_config  # noqa: E402
 from runtime import Segmenter  # noqa: E402
-from runtime.metadata import read_metadata  # noqa: E402
 from runtime.processing import prepare_input, resize_labels  # noqa: E402
 
 GOOGLE = REPO.parent / "shared" / "models" / "google-deeplab"

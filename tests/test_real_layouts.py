@@ -7,7 +7,6 @@ the same scores, which shows the labels were read, not just accepted.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2

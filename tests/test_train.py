@@ -84,19 +84,6 @@ def test_train_writes_the_run_folder(camvid, tmp_path):
     assert tags["val_iou/Road"] == [3, 6]  # a class both validation frames hold
     overlays = [tag for tag in tags if tag.startswith("val_overlay/")]
     assert len(overlays) == 2 and all(tags[tag] == [3, 6] for tag in overlays)
-
-
-def tensorboard_tags(folder: Path) -> dict[str, list[int]]:
-    """The steps of every tag in the TensorBoard event files of `folder`."""
-    import tensorflow as tf
-
-    tags = {}
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                tags.setdefault(value.tag, []).append(event.step)
-    return tags
     classes = json.loads((out / "classes.json").read_text())
     assert classes["classes"][2] == "Pole" and classes["colors"][2] == [192, 192, 128]
     assert classes["ignore_index"] == 11 and classes["input_size"] == [360, 480]
@@ -113,6 +100,19 @@ def tensorboard_tags(folder: Path) -> dict[str, list[int]]:
         assert checkpoint.OPTIMIZER_MEMBER in archive.namelist()
     assert state["step"] == 6 and len(state["history"]) == 2
     assert state["settings"]["class_weights"] is not None  # wce defaults to median frequency
+
+
+def tensorboard_tags(folder: Path) -> dict[str, list[int]]:
+    """The steps of every tag in the TensorBoard event files of `folder`."""
+    import tensorflow as tf
+
+    tags = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
 
 
 @needs_camvid
