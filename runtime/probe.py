@@ -10,10 +10,10 @@ For backends that do not verify the flatbuffer (tflite-runtime, tf.lite), LiteRT
 it there first. A signal or a hang there becomes an `EdgesegError`, and so does an
 interpreter error while loading or allocating (the caller would meet the same, or allocate
 memory the child, limited to the machine's physical memory, could not have); an error while
-running is left for the caller to meet and report in context. So does a model whose tensors,
-once allocated, take more memory than its input size can explain
-(`runtime.limits.MAX_TENSOR_BYTES_PER_INPUT_VALUE`: a damaged shape can ask for a gigabyte),
-and the child stops before running it.
+running is left for the caller to meet and report in context. A model whose tensors, as
+declared or once allocated, take more memory than its input size can explain
+(`runtime.limits.MAX_TENSOR_BYTES_PER_INPUT_VALUE`: a damaged shape can ask for a gigabyte)
+is refused too: the child stops at the first of those two measures that is over the limit.
 
 The verdict is remembered per file content (SHA-256), backend, backend version, delegate
 and that limit, in `$XDG_CACHE_HOME/edgeseg/model-checks` (else `~/.cache/edgeseg/model-checks`):
@@ -134,8 +134,9 @@ def check_model_in_child(path: str | Path, backend: str, delegate: str | None = 
         per_value = verdict["beyond_weights"] / max(verdict["input_values"], 1)
         raise EdgesegError(
             f"{path}: its tensors would take {verdict['beyond_weights'] / 1e6:,.0f} MB beyond its weights, "
-            f"{per_value:,.0f} bytes per input value (limit {MAX_TENSOR_BYTES_PER_INPUT_VALUE:,}; a segmentation model takes a few "
-            "hundred, seen in a trial load in a separate process) — the file is damaged; re-convert or re-download it"
+            f"{per_value:,.0f} bytes per input value where a segmentation model takes a few hundred (limit "
+            f"{MAX_TENSOR_BYTES_PER_INPUT_VALUE:,}; seen in a trial load in a separate process) — the file is damaged; "
+            "re-convert or re-download it"
         )
     if verdict["verdict"] == "failed":
         raise interpreter_failure(path, step, verdict["reason"])
@@ -211,12 +212,7 @@ def _child() -> None:
             print(step, flush=True)
             if step == "allocate":
                 interpreter.allocate_tensors()
-                continue
-            _details(interpreter)
-            tensor_bytes, input_values = _tensor_bytes(interpreter)
-            beyond_weights = tensor_bytes - os.path.getsize(path)
-            if beyond_weights > per_value * input_values:
-                print(f"{_OVERSIZED}{beyond_weights} {input_values}", flush=True)
+            elif _oversized(interpreter, path, per_value):
                 return
         step = "invoke"
         print(step, flush=True)
@@ -251,18 +247,26 @@ def _verify_with_litert(path: str) -> None:
         pass
 
 
-def _tensor_bytes(interpreter) -> tuple[int, int]:
-    """The bytes of all its tensors at their current shapes (weights included), and its input values."""
+def _oversized(interpreter, path: str, per_value: int) -> bool:
+    """Read every detail (see _details), then print "oversized BYTES VALUES" and return True if
+    its tensors at their current shapes take more than `per_value` bytes per input value beyond
+    the file's size (its weights). Details it cannot read are not measured, not refused."""
     import numpy as np  # noqa: PLC0415
 
     def size(tensor) -> int:
         return int(np.prod(tensor["shape"], dtype=np.int64))
 
+    _details(interpreter)
     try:
         total = sum(size(tensor) * np.dtype(tensor["dtype"]).itemsize for tensor in interpreter.get_tensor_details())
-        return total, sum(size(tensor) for tensor in interpreter.get_input_details())
-    except Exception:  # noqa: BLE001 - details it cannot read (see _details): not measured, not refused
-        return 0, 0
+        input_values = sum(size(tensor) for tensor in interpreter.get_input_details())
+    except Exception:  # noqa: BLE001
+        return False
+    beyond_weights = total - os.path.getsize(path)
+    if beyond_weights <= per_value * input_values:
+        return False
+    print(f"{_OVERSIZED}{beyond_weights} {input_values}", flush=True)
+    return True
 
 
 def _details(interpreter) -> None:
