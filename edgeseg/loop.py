@@ -288,7 +288,9 @@ class _Stepper:
                 lambda context: data.epoch(epoch, max(done, 0), context))
         else:
             dataset = data.epoch(epoch, skip_batches=max(done, 0))
-        for images, labels in dataset:
+        # Exactly the epoch's batches: asking the pipeline for its end as well (a plain `for`)
+        # took 10-30 s an epoch on CamVid (468 frames, 2 cores), the end of the epoch's last step.
+        for _, (images, labels) in zip(range(steps - max(done, 0)), dataset):
             step = self.global_step_value()
             self.optimizer.learning_rate = self.lr_at(step)
             loss, correct, valid = self.train_step(images, labels)
@@ -333,11 +335,10 @@ class _Validator:
     def end_of_epoch(self, epoch: int, row: dict, state: State) -> bool:
         """Validate when due, fill the row's scores, save best.keras; returns whether it is best."""
         settings, val = self.settings, self.val
-        validate = val is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs)
-        if not validate and val is not None:
+        if (epoch + 1) % settings.val_every and epoch + 1 != settings.epochs:
             return False
         self._refresh()
-        if validate:
+        if val is not None:
             segmenter = KerasSegmenter(self.val_model)
             result = score(segmenter, val, self.num_classes, settings.ignore_index)
             row["val_miou"] = result.metrics.miou
@@ -347,7 +348,7 @@ class _Validator:
             if not row["val_miou"] > state.best_miou:
                 return False
             state.best_miou = row["val_miou"]
-        # Without a validation set, best.keras follows the latest epoch.
+        # Without a validation set, best.keras follows the latest epoch it is due at.
         save_model(self.val_model, self.best_path)
         return True
 

@@ -226,7 +226,7 @@ def parse_loss(name: str) -> tuple[str, ...]:
 
 
 def make_loss(name: str, ignore_index: int = 255, class_weights=None) -> Callable:
-    """The loss called `name` ('ce', 'wce', 'focal', 'dice' or a sum like 'wce+dice').
+    """The loss called `name` (one of LOSS_TERMS or a sum like 'wce+dice').
 
     Args:
         name: Loss name.

@@ -45,7 +45,8 @@ class Settings:
         freeze_backbone: Train ASPP, decoder and head only.
         backbone_bn: One of `BACKBONE_BN`: "frozen" keeps backbone batch norm in inference
             mode; "train" updates it.
-        val_every: Validate every N epochs (and after the last).
+        val_every: Validate every N epochs and after the last (without validation images: refresh
+            best.keras then).
 
     Raises:
         ParameterError: a value out of range or not among the choices, naming the parameter.

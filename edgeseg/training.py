@@ -173,8 +173,9 @@ def train(
             "pascalvoc" (`edgeseg.pretrained`): their backbone and the ASPP layers whose shapes
             fit, with a new logits layer for `classes` (and a new decoder where the preset
             has one). Not with `backbone_weights`.
-        loss: "ce", "wce" (class-weighted), "focal", "dice", or a sum such as "wce+dice".
-        class_weights: For wce/focal: "inverse", "median" (default for wce), "none", or
+        loss: "ce", "wce" (class-weighted), "focal", "dice", "lovasz", "ohem", or a sum such
+            as "ce+lovasz" (see `edgeseg.losses.LOSS_TERMS`).
+        class_weights: For wce/focal: "inverse", "median" (default for wce), "sqrt-median", "none", or
             one weight per class.
         optimizer: "adam", "adamw" or "sgd".
         lr: Peak learning rate, above 0 and at most 1 (`edgeseg.settings.MAX_LR`); default
@@ -189,7 +190,8 @@ def train(
         scale_range: Random rescale range (min, max) of the augmentation.
         photometric: Colour jitter: "default" or "strong" (brightness, contrast and
             saturation twice as wide, and hue; for recordings in other light).
-        val_every: Validate every N epochs (and after the last).
+        val_every: Validate every N epochs and after the last (without validation images: refresh
+            best.keras then).
         resume: Continue the interrupted run in `out`; every other argument but `epochs`
             must be as it was.
         seed: Random seed: model initialisation, data order, augmentation.

@@ -296,6 +296,32 @@ def test_resize_model_keeps_the_weights():
     np.testing.assert_allclose(model(image), same(image), atol=1e-6)
 
 
+def test_without_validation_best_keras_is_written_every_val_every_epochs_and_after_the_last(tmp_path, monkeypatch):
+    # Each write re-estimates batch norm on whole frames and saves: done every epoch, it cost
+    # a 90-epoch CamVid run half a minute an epoch.
+    from edgeseg.checkpoint import State
+    from edgeseg.datasets import scan_dataset
+    from edgeseg.pipeline import TrainingData
+    from edgeseg.settings import Settings
+
+    rng = np.random.default_rng(0)
+    for folder in ("img", "msk"):
+        (tmp_path / folder).mkdir()
+    for index in range(2):
+        cv2.imwrite(str(tmp_path / "img" / f"{index}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / "msk" / f"{index}.png"), rng.integers(0, 3, (40, 40), dtype=np.uint8))
+    info = scan_dataset(tmp_path / "img", tmp_path / "msk", 3, 255)
+    saved = []
+    original = loop.save_model
+    state = State()
+    monkeypatch.setattr(loop, "save_model", lambda model, path: (saved.append(len(state.history)), original(model, path)))
+    settings = Settings(epochs=5, batch_size=2, val_every=2)
+    loop.fit(_tiny_model((33, 33)), TrainingData(info, (33, 33), 2, 255), None, 3, settings, tmp_path, state,
+             reporter=loop.Reporter(message=lambda text: None))  # fmt: skip
+    assert saved == [1, 3, 4]  # written at the end of epochs 2, 4 and 5 (the history holds the ones before)
+    assert (tmp_path / "best.keras").is_file() and len(state.history) == 5
+
+
 def test_learning_rate_schedules():
     lr = optimization.learning_rate
     assert lr(0, 100, 0.1, "poly") == pytest.approx(0.1)

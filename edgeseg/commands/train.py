@@ -53,8 +53,9 @@ def train(
     model: Annotated[Optional[Path], typer.Option("--model", help="Start from this .keras model "
                                                   "instead of a preset.")] = None,  # fmt: skip
     input_size: opts.InputSize = None,
-    loss: Annotated[str, typer.Option("--loss", help="ce, wce (class-weighted), focal, dice, or a sum "
-                                      "such as wce+dice.")] = "ce",  # fmt: skip
+    loss: Annotated[str, typer.Option("--loss", help="ce, wce (class-weighted), focal, dice, "
+                                      "lovasz (Lovasz-softmax), ohem (hard pixels), or a sum such as "
+                                      "ce+lovasz.")] = "ce",  # fmt: skip
     class_weights: Annotated[Optional[str], typer.Option("--class-weights", help="For wce/focal: inverse, "
                                                          "median (default for wce), sqrt-median, none, or w1,w2,...")] = None,  # fmt: skip
     optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer.")] = OPTIMIZERS[0],
@@ -78,8 +79,8 @@ def train(
     scale_range: Annotated[str, typer.Option("--scale-range", help="Random rescale range MIN,MAX.")] = "0.5,2.0",
     photometric: Annotated[Photometric, typer.Option("--photometric", help="Colour jitter: default, or strong "
                                                      "for scenes in other light.")] = PHOTOMETRIC[0],  # fmt: skip
-    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N epochs (and after "
-                                           "the last).")] = 1,  # fmt: skip
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N epochs and after "
+                                           "the last (without validation images: refresh best.keras then).")] = 1,  # fmt: skip
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary at the end.")] = False,
