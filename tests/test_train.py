@@ -304,13 +304,8 @@ def test_without_validation_best_keras_is_written_every_val_every_epochs_and_aft
     from edgeseg.pipeline import TrainingData
     from edgeseg.settings import Settings
 
-    rng = np.random.default_rng(0)
-    for folder in ("img", "msk"):
-        (tmp_path / folder).mkdir()
-    for index in range(2):
-        cv2.imwrite(str(tmp_path / "img" / f"{index}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
-        cv2.imwrite(str(tmp_path / "msk" / f"{index}.png"), rng.integers(0, 3, (40, 40), dtype=np.uint8))
-    info = scan_dataset(tmp_path / "img", tmp_path / "msk", 3, 255)
+    data = _tiny_dataset(tmp_path / "data", count=2)
+    info = scan_dataset(data / "train", data / "trainannot", 3, 255)
     saved = []
     original = loop.save_model
     state = State()
