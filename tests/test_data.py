@@ -173,6 +173,14 @@ def test_epochs_replay_exactly_and_resume_part_way(tmp_path):
     assert not np.array_equal(first[0], other[0])
 
 
+def test_training_batches_are_not_autotuned(tmp_path):
+    # Ending an autotuned iterator waited 30-35 s at most epoch boundaries of a CamVid run on
+    # 2 cores (edgeseg/pipeline.py says what was measured).
+    data = _training_data(tmp_path)
+    assert data.epoch(0).options().autotune.enabled is False
+    assert len(list(data.epoch(0))) == data.steps_per_epoch
+
+
 def test_flips_and_crops_keep_images_and_masks_aligned(tmp_path):
     # No scaling, no colour jitter: the red channel must still encode the label everywhere.
     pytest.importorskip("tensorflow")
