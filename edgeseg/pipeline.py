@@ -148,7 +148,7 @@ class TrainingData:
         # Not autotuned: ending an autotuned iterator waits for a tf.data background thread
         # (py-spy: in the iterator's destructor), 30-35 s at most epoch boundaries of the CamVid
         # recipe on 2 cores. Without autotuning its 58 steps take 60 s instead of 47, with no
-        # wait: 61 s an epoch against 82-85. AUTOTUNE here means one parallel call per core.
+        # wait: 61 s an epoch against 82-95. AUTOTUNE here means one parallel call per core.
         options = tf.data.Options()
         options.autotune.enabled = False
         return crops.batch(batch, drop_remainder=True).prefetch(autotune).with_options(options)
