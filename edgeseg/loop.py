@@ -131,7 +131,8 @@ def synchronize_batch_norm(model: keras.Model) -> None:
     step on several replicas would not compute what one device computes on the whole batch.
     Applied to every run, one process included: the synchronized path computes the variance
     as E[x^2] - E[x]^2, the plain one in two passes, and training amplifies that rounding
-    difference (the two-worker test's weights: 4.6e-4 apart from one process's, 5e-7 with this).
+    difference (on an earlier CI machine, the two-worker test's weights after four steps: 4.6e-4
+    apart from one process's, 5e-7 with this).
     """
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):

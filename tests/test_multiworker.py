@@ -42,9 +42,11 @@ WORKER = textwrap.dedent("""
         loop.fit = dying_fit
     # Pascal VOC weights: a random backbone with frozen batch norm hands the ASPP near-zero,
     # degenerate features whose gradients are rounding noise. No dropout: each replica draws its
-    # own mask, which a single process would not. SGD at a small rate: on random labels, larger
-    # steps (lr 5e-3) amplify the rounding differences of the reduction order to 4e-3 in four
-    # steps, and so do 40x40 images at this rate (1e-4; 80x80 images: 4e-7 for three data seeds).
+    # own mask, which a single process would not. SGD at a small rate, for two steps only: on
+    # random labels training amplifies rounding differences of the reduction order tens of times
+    # a step. On an AVX-512 Xeon, one process with one thread against two ends 2e-9 apart after
+    # one step, 5e-7 after two, 2e-5 after three and 3e-4 after four; replicas that normalise by
+    # their own half-batch (batch norm not synchronized) end 1e-2 apart after two.
     # No crop is padded with ignored pixels: each replica averages the loss over its own counted
     # pixels, which equals the global batch's mean only when every replica counts as many.
     config = get_config(num_classes=3, input_size=(33, 33), backbone_alpha=0.5).replace(aspp_dropout=0.0)
@@ -66,11 +68,11 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _tiny_data(root: Path) -> Path:
-    """Eight 80x80 random images and masks of three classes (no ignored pixels)."""
+    """Four 80x80 random images (one global batch of 4) and masks of three classes (no ignored pixels)."""
     rng = np.random.default_rng(0)
     for folder in ("img", "msk"):
         (root / folder).mkdir(parents=True)
-    for index in range(8):
+    for index in range(4):
         cv2.imwrite(str(root / "img" / f"{index}.png"), rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
         cv2.imwrite(str(root / "msk" / f"{index}.png"), rng.integers(0, 3, (80, 80), dtype=np.uint8))
     return root
@@ -123,9 +125,9 @@ def test_two_workers_train_as_one_process_with_the_global_batch(tmp_path):
     chief, worker = _start_workers([tmp_path / "chief", tmp_path / "worker"], data, epochs=2)
     single = _start([data, tmp_path / "single", 2, 0])
     for process in (chief, worker):
-        assert "steps 4" in _finish(process)
+        assert "steps 2" in _finish(process)
     seconds = time.perf_counter() - started
-    assert "steps 4" in _finish(single)
+    assert "steps 2" in _finish(single)
 
     difference = _largest_difference(tmp_path / "chief" / "last.keras", tmp_path / "single" / "last.keras")
     relative = _largest_difference(tmp_path / "chief" / "last.keras", tmp_path / "single" / "last.keras", True)
@@ -138,7 +140,7 @@ def test_two_workers_train_as_one_process_with_the_global_batch(tmp_path):
     assert not (tmp_path / "worker").exists()  # the other worker wrote nothing
     with zipfile.ZipFile(tmp_path / "chief" / "last.keras") as archive:
         state = json.loads(archive.read("edgeseg_training.json"))
-    assert state["step"] == 4 and len(state["history"]) == 2
+    assert state["step"] == 2 and len(state["history"]) == 2
     _expect_equal_weights(difference)
 
 
@@ -166,7 +168,7 @@ def test_resume_after_a_worker_is_killed(tmp_path):
     single = _start([data, tmp_path / "single", 2, 0])
     # One run folder both workers see (a shared folder, as on NFS): worker 1 dies in epoch 2.
     out = tmp_path / "run"
-    chief, worker = _start_workers([out, out], data, epochs=2, die_after=3)
+    chief, worker = _start_workers([out, out], data, epochs=2, die_after=2)
     worker.wait(timeout=600)
     assert worker.returncode == 9, worker.stderr.read()[-3000:]
     # The chief waits for its lost peer (or fails): stop it as the machine's owner would.
@@ -176,10 +178,10 @@ def test_resume_after_a_worker_is_killed(tmp_path):
     chief.kill()
     chief.communicate()
     with zipfile.ZipFile(out / "last.keras") as archive:
-        assert json.loads(archive.read("edgeseg_training.json"))["step"] == 2  # epoch 1 was saved
+        assert json.loads(archive.read("edgeseg_training.json"))["step"] == 1  # epoch 1 was saved
 
     for process in _start_workers([out, out], data, epochs=2, resume=True):
-        assert "steps 4" in _finish(process)
+        assert "steps 2" in _finish(process)
     _finish(single)
     _expect_equal_weights(_largest_difference(out / "last.keras", tmp_path / "single" / "last.keras"))
 
