@@ -3,8 +3,8 @@
 `evaluate` is the one call (`edgeseg eval` prints what it returns); `score` runs one model
 over a checked dataset (training validates with it). Both kinds run through the same pre- and post-processing as the device runtime (stretch the
 frame to the model's input size; arg-max at the output's stride, then nearest-neighbour to
-the frame's size), so the difference between a float model and its int8 conversion is the
-quantization alone.
+the frame's size), and a .keras model runs at the input size of the .tflite models beside it,
+so the difference between a float model and its int8 conversion is the quantization alone.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeseg.checks import output_file, thread_count
 from edgeseg.classes import DEFAULT_IGNORE_INDEX, check_ignore_index, class_colors, class_list, read_classes_json
-from edgeseg.config import NORMALIZATION
+from edgeseg.config import NORMALIZATION, check_input_size
 from edgeseg.datasets import DatasetInfo, find_pairs, read_stem_list, scan_pairs
 from edgeseg.masks import read_label_map
 from edgeseg.metrics import SegmentationMetrics, json_number, labels_from_logits
@@ -60,6 +60,19 @@ class KerasSegmenter:
     def segment(self, frame_bgr: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 BGR -> (H, W) uint8 class indices."""
         return labels_from_logits(self.logits(frame_bgr), frame_bgr.shape[:2])
+
+    def at_size(self, input_size: tuple[int, int]) -> KerasSegmenter:
+        """This segmenter with its model rebuilt at `input_size` (height, width), same weights.
+
+        Raises:
+            EdgesegError: a model edgeseg did not build (`edgeseg.model.resize_model`), or a
+                size its config rejects.
+        """
+        if tuple(input_size) == self.input_size:
+            return self
+        from edgeseg.model import resize_model  # noqa: PLC0415 - needs TensorFlow, as this class does
+
+        return KerasSegmenter(resize_model(self.model, input_size))
 
 
 @dataclass
@@ -140,17 +153,19 @@ class Result:
     kind: str
     metrics: SegmentationMetrics
     latencies_ms: list[float] = field(default_factory=list)
+    input_size: tuple[int, int] | None = None
 
     @property
     def latency_ms(self) -> float:
         return float(np.median(self.latencies_ms)) if self.latencies_ms else float("nan")
 
     def to_dict(self, names: list[str], reference: Result | None = None) -> dict:
-        """JSON form: miou, per_class_iou (name -> IoU or null), pixel_accuracy, and the
-        differences to `reference` (the first model) when given."""
+        """JSON form: miou, per_class_iou (name -> IoU or null), pixel_accuracy, the input
+        size the model ran at, and the differences to `reference` (the first model) when given."""
         data = {
             "model": str(self.path),
             "kind": self.kind,
+            "input_size": list(self.input_size) if self.input_size else None,
             "miou": _number(self.metrics.miou),
             "per_class_iou": {name: _number(v) for name, v in zip(names, self.metrics.per_class_iou)},
             "pixel_accuracy": _number(self.metrics.pixel_accuracy),
@@ -188,7 +203,8 @@ def score(model: LoadedModel | KerasSegmenter, info: DatasetInfo, num_classes: i
     if isinstance(model, KerasSegmenter):
         model = LoadedModel(Path(model.model.name), "keras", model, model.num_classes)
     metrics = SegmentationMetrics(num_classes, ignore_index)
-    result = Result(model.path, model.kind, metrics)
+    size = getattr(model.segmenter, "input_size", None)
+    result = Result(model.path, model.kind, metrics, input_size=tuple(int(v) for v in size) if size else None)
     for index in range(len(info)):
         image, mask = info.read_pair(index)
         start = time.perf_counter()
@@ -227,6 +243,7 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
              threads: int | None = None, confusion: str | Path | None = None,
              list_file: str | Path | None = None, image_suffix: str | None = None, mask_suffix: str = ".png",
              mask_format: str | None = None, label_map: str | Path | None = None,
+             input_size: tuple[int, int] | None = None,
              progress: Callable[[str, int], Callable[[], None]] | None = None,
              warn: Callable[[str], None] | None = None) -> Evaluation:  # fmt: skip
     """Score one or more models on a folder of images and masks, as the device would run them.
@@ -251,6 +268,10 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
             masks are read by the classes' colours (`classes`, else the models').
         label_map: File mapping stored values or colours to classes or ignore, as in training
             (`edgeseg.masks.read_label_map`).
+        input_size: (height, width) to run the Keras models at, rebuilt with their weights as
+            `convert` does. Default: the input size of the first .tflite model given, so a
+            float model and its conversion see the same pixels; without one, each model's own
+            (training saves best.keras at the size its frames share).
         progress: progress(description, total) -> advance(), called once per model.
         warn: Called with one-line warnings (more threads than cores); default: `warnings.warn`.
 
@@ -260,8 +281,8 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
     Raises:
         EdgesegError: a missing or unreadable model, models that predict different numbers
             of classes, classes or an ignore index that do not fit them, a bad dataset, or
-            (`ParameterError`) threads beyond `runtime.limits.MAX_THREADS` or a `confusion`
-            file that cannot be written.
+            (`ParameterError`) threads beyond `runtime.limits.MAX_THREADS`, a `confusion`
+            file that cannot be written, or an `input_size` a Keras model cannot be rebuilt at.
     """
     models = [models] if isinstance(models, (str, Path)) or not isinstance(models, Sequence) else list(models)
     for model in models:  # every file before loading any
@@ -273,8 +294,11 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
     names, colors = class_list(classes) if classes is not None else (None, None)
     maps = read_label_map(label_map) if label_map is not None else None
     stems = read_stem_list(list_file) if list_file is not None else None
+    if input_size is not None:
+        check_input_size(input_size)
     loaded = [load_for_eval(model, threads) if isinstance(model, (str, Path)) else _loaded_keras(model)
               for model in models]  # fmt: skip
+    _at_common_size(loaded, input_size)
     counts = {model.num_classes for model in loaded}
     if len(counts) > 1:
         described = ", ".join(f"{model.path.name}: {model.num_classes}" for model in loaded)
@@ -297,6 +321,20 @@ def evaluate(models: str | Path | Sequence, images: str | Path, masks: str | Pat
     if confusion is not None:
         draw_confusion(results, names, confusion)
     return Evaluation(results, names, ignore_index, len(info))
+
+
+def _at_common_size(loaded: list[LoadedModel], input_size: tuple[int, int] | None) -> None:
+    """Rebuild the Keras models at `input_size`, else at the first .tflite model's, in place."""
+    size = input_size or next((tuple(m.segmenter.input_size) for m in loaded if m.kind == "tflite"), None)
+    for model in loaded:
+        if size is None or model.kind != "keras":
+            continue
+        try:
+            model.segmenter = model.segmenter.at_size(size)
+        except EdgesegError as error:
+            given = "{input_size}" if input_size else f"the input size of the .tflite model ({size[0]}x{size[1]})"
+            raise ParameterError(f"cannot run {model.path.name} at {given}: {error}; give its own size as "
+                                 "{input_size}", "input_size") from None  # fmt: skip
 
 
 def _loaded_keras(model) -> LoadedModel:

@@ -50,7 +50,7 @@ class TrainResult:
 
     @property
     def best_model(self) -> Path:
-        """best.keras: the best epoch by validation mIoU, at the validation images' size."""
+        """best.keras: the best epoch by validation mIoU, at the size the frames share."""
         return self.out / "best.keras"
 
     @property
@@ -125,9 +125,10 @@ def train(
 ) -> TrainResult:
     """Train a segmentation model on folders of images and masks; keep the best by validation mIoU.
 
-    The run folder `out` receives best.keras, last.keras (Ctrl-C saves it too; continue with
-    `resume=True`), history.csv, curves.png, classes.json (names, colours, ignore index:
-    `convert` and `evaluate` read it) and TensorBoard event files in tensorboard/.
+    The run folder `out` receives best.keras (at the size the validation frames share, else
+    the training frames'; at the crop size when sizes vary), last.keras (Ctrl-C saves it too;
+    continue with `resume=True`), history.csv, curves.png, classes.json (names, colours,
+    ignore index: `convert` and `evaluate` read it) and TensorBoard event files in tensorboard/.
 
     With `TF_CONFIG` naming several workers, every worker runs this same call and they train
     as one (MultiWorkerMirroredStrategy, `batch_size` the global batch); only the chief
@@ -302,7 +303,9 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
         with strategy.scope():
             net = _at_crop_size(net if net is not None else _build(model, run), run["input_size"])
         crop = tuple(net.input.shape[1:3])
-        eval_size = val_info.common_size if val_info and val_info.common_size else crop
+        # best.keras (and the batch-norm statistics re-estimated for it) at the size the frames
+        # share, the deployment size; at the crop size only when their sizes vary.
+        eval_size = (val_info.common_size if val_info else None) or train_info.common_size or crop
         if cluster.chief:
             out.mkdir(exist_ok=True)
             write_classes_json(out, names, ignore, eval_size, run.get("colors"))

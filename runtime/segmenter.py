@@ -243,6 +243,7 @@ class Segmenter:
         self._interpreter = interpreter
         self.classes: list[str] = list(self.spec.classes)
         self.colors: list[tuple[int, int, int]] = [tuple(c) for c in self.spec.colors]
+        self.input_size: tuple[int, int] = tuple(self.spec.input_size)  # (height, width) frames are stretched to
         # Drawing palette in BGR with 256 entries, so a label beyond the known classes
         # (an arg-maxed model without metadata) still gets a colour.
         palette = list(self.colors) + [generated_color(i) for i in range(len(self.colors), 256)]

@@ -43,7 +43,7 @@ def models(tmp_path_factory):
     """A tiny untrained 11-class model as .keras (with classes.json) and as float .tflite."""
     import tensorflow as tf
 
-    from edgeseg.model import build_model, save_model
+    from edgeseg.model import build_model, resize_model, save_model
     from edgeseg.presets import get_config
 
     root = tmp_path_factory.mktemp("models")
@@ -54,6 +54,9 @@ def models(tmp_path_factory):
     (root / "tiny.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     other = build_model(get_config(num_classes=5, input_size=(65, 65), backbone_alpha=0.35))
     save_model(other, root / "five.keras")
+    # The same network converted at another size, as a model trained on crops is deployed.
+    wide = resize_model(model, (65, 97))
+    (root / "wide.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
     return root
 
 
@@ -98,6 +101,21 @@ def test_table_and_confusion_picture(frames, models, tmp_path):
     assert image is not None and image.shape[1] > 2 * 11 * 30  # two panels of 11x11 cells
 
 
+def test_keras_model_runs_at_the_tflite_models_size(frames, models):
+    base = ["--images", str(frames / "val"), "--masks", str(frames / "valannot"), "--json"]
+    result = runner.invoke(app, ["eval", str(models / "tiny.keras"), str(models / "wide.tflite"), *base])
+    assert result.exit_code == 0, result.output
+    keras_scores, tflite_scores = json.loads(result.stdout)
+    assert keras_scores["input_size"] == tflite_scores["input_size"] == [65, 97]
+    # Rebuilt at the converted size, the float network makes the converted one's labels.
+    assert abs(tflite_scores["pixel_accuracy"] - keras_scores["pixel_accuracy"]) < 0.01
+    alone = runner.invoke(app, ["eval", str(models / "tiny.keras"), *base])
+    assert json.loads(alone.stdout)[0]["input_size"] == [97, 129]  # its own size
+    chosen = runner.invoke(app, ["eval", str(models / "tiny.keras"), str(models / "wide.tflite"),
+                                 "--input-size", "129x161", *base])  # fmt: skip
+    assert [s["input_size"] for s in json.loads(chosen.stdout)] == [[129, 161], [65, 97]]
+
+
 class _Fixed:
     """A stand-in segmenter: the mask itself, or one class everywhere."""
 
@@ -138,6 +156,8 @@ def test_bad_input_gives_one_line_and_exit_1(frames, models, tmp_path):
         ([str(models / "tiny.keras"), str(models / "five.keras")], "different numbers of classes"),
         ([str(models / "five.keras"), "--ignore-index", "255"], "which is neither a class (0-4) nor the ignore index 255"),
         ([str(models / "tiny.keras"), "--confusion", str(tmp_path / "no" / "c.png")], "does not exist"),
+        ([str(models / "tiny.keras"), "--input-size", "wide"], "is not HEIGHTxWIDTH"),
+        ([str(models / "tiny.keras"), "--input-size", "9999x64"], "--input-size 9999x64 is beyond the limit"),
     ]  # fmt: skip
     for args, fragment in cases:
         result = runner.invoke(app, ["eval", *args, *base])

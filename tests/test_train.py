@@ -116,6 +116,19 @@ def tensorboard_tags(folder: Path) -> dict[str, list[int]]:
 
 
 @needs_camvid
+def test_without_validation_frames_best_keras_is_at_the_training_frames_size(camvid, tmp_path):
+    from edgeseg.model import load_model
+
+    args = tiny_args(camvid, tmp_path / "run", "--epochs", "1")
+    at = args.index("--val-images")
+    result = runner.invoke(app, args[:at] + args[at + 4:])  # no --val-images / --val-masks
+    assert result.exit_code == 0, result.output
+    # Its batch-norm statistics re-estimated on whole 360x480 frames, as it will be deployed.
+    assert tuple(load_model(tmp_path / "run" / "best.keras").input.shape[1:3]) == (360, 480)
+    assert json.loads((tmp_path / "run" / "classes.json").read_text())["input_size"] == [360, 480]
+
+
+@needs_camvid
 @pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(camvid, tmp_path, monkeypatch):
     from edgeseg.model import load_model

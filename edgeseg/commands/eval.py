@@ -32,17 +32,23 @@ def evaluate(
                                                       "matrices to this PNG.")] = None,  # fmt: skip
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for .tflite "
                                                    "models (default: all cores).")] = None,  # fmt: skip
+    input_size: Annotated[Optional[str], typer.Option("--input-size", help="Run .keras models at HEIGHTxWIDTH, "
+                                                      "rebuilt with their weights (default: the first .tflite "
+                                                      "model's size, else their own).")] = None,  # fmt: skip
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per model.")] = False,
 ) -> None:
     """Score models on images and masks: per-class IoU, mIoU, pixel accuracy, differences."""
+    from edgeseg.commands._build_options import parse_size  # noqa: PLC0415
     from edgeseg.evaluation import evaluate as evaluate_models  # noqa: PLC0415 - .keras models need TensorFlow
+
+    size = parse_size(input_size) if input_size is not None else None
 
     with ProgressBars() as progress:
         evaluation = evaluate_models(models, images, masks, classes=classes, ignore_index=ignore_index,
                                      threads=threads, confusion=confusion, list_file=list_file,
                                      image_suffix=image_suffix, mask_suffix=mask_suffix,
                                      mask_format=mask_format and mask_format.value, label_map=label_map,
-                                     progress=progress.task, warn=progress.warn)  # fmt: skip
+                                     input_size=size, progress=progress.task, warn=progress.warn)  # fmt: skip
     if json_output:
         print_json(evaluation.to_dict())
     else:
@@ -62,7 +68,8 @@ def _table(results, names: list[str], images: int):
     table = Table(title=f"{images} images", title_justify="left")
     table.add_column("class")
     for index, result in enumerate(results):
-        table.add_column(Text(f"{printable(result.path.name)}\n({result.kind})"), justify="right")
+        size = f", {result.input_size[0]}x{result.input_size[1]}" if result.input_size else ""
+        table.add_column(Text(f"{printable(result.path.name)}\n({result.kind}{size})"), justify="right")
         if index:
             table.add_column("diff", justify="right")
 
