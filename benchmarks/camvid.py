@@ -40,10 +40,13 @@ wall time (at most 2 hours on the 2-core machine):
 
     python benchmarks/camvid.py --recipe best --out OUT
 
-Smoke test (a few minutes; exercises every step, numbers meaningless):
+Smoke tests (a few minutes; exercise every step, numbers meaningless; --epochs and --input-size
+given on the command line override the changes' and the recipe's own):
 
     python benchmarks/camvid.py --out /tmp/camvid-smoke --runs base --epochs 1 --limit 8 \
         --input-size 97x129 --batch-size 4 --alpha 0.35 --backbone-weights none --num-calibration 8
+    python benchmarks/camvid.py --recipe best --out /tmp/camvid-recipe --epochs 1 --limit 4 \
+        --input-size 97x129 --batch-size 4 --num-calibration 4
 """
 
 from __future__ import annotations
@@ -98,9 +101,11 @@ def main() -> int:
     parser.add_argument("--runs", default="base", help=f"comma-separated changes: {', '.join(CHANGES)}; "
                         "join several with '+' (e.g. pascal+photometric)")  # fmt: skip
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="train the recommended model on all frames")
-    parser.add_argument("--epochs", type=int, default=90)
+    parser.add_argument("--epochs", type=int, help="given, it overrides the runs' and the recipe's (default: 90, "
+                        "or the change's own)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--input-size", default="256x256", help="training crop")
+    parser.add_argument("--input-size", help="training crop; given, it overrides the runs' and the recipe's "
+                        "(default: 256x256, or the change's own)")  # fmt: skip
     parser.add_argument("--alpha", type=float, default=None, help="backbone width (default: the preset's 1.0)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N frames of each part")
     parser.add_argument("--num-calibration", type=int, default=200)
@@ -163,12 +168,13 @@ def edgeseg(*args: str) -> dict | list:
 
 
 def train_command(args, images: Path, masks: Path, hold_out: bool, flags: list[str], out: Path) -> list[str]:
-    """Today's recipe on the given frames, with `flags` appended (later flags win)."""
+    """Today's recipe on the given frames, with `flags` appended (later flags win), then the
+    --epochs and --input-size given on the command line."""
     command = [
         "train", "--images", str(images), "--masks", str(masks),
         "--classes-file", str(args.data / "classes.txt"), "--ignore-index", IGNORE,
         "--preset", "deeplabv3plus_mnv2", "--backbone-weights", args.backbone_weights,
-        "--input-size", args.input_size, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+        "--input-size", "256x256", "--batch-size", str(args.batch_size), "--epochs", "90",
         "--optimizer", "adam", "--lr", "1e-3", "--schedule", "poly", "--warmup-epochs", "1",
         "--val-every", "5", "--loss", "ce", "--out", str(out),
     ]  # fmt: skip
@@ -176,7 +182,9 @@ def train_command(args, images: Path, masks: Path, hold_out: bool, flags: list[s
         command += ["--val-prefix", UNSEEN]
     if args.alpha is not None:
         command += ["--alpha", str(args.alpha)]
-    return _merge(command, flags)
+    given = [flag for option, value in (("--epochs", args.epochs), ("--input-size", args.input_size))
+             if value is not None for flag in (option, str(value))]  # fmt: skip
+    return _merge(command, [*flags, *given])
 
 
 def _merge(command: list[str], flags: list[str]) -> list[str]:
@@ -271,8 +279,10 @@ def recipe(args, parts: dict) -> int:
             "--num-calibration", str(args.num_calibration), "--report", str(args.out / "convert.json"),
             "--out", str(args.out / "int8.tflite"))  # fmt: skip
     wall = time.perf_counter() - started
-    (args.out / "recipe.json").write_text(json.dumps({"recipe": args.recipe, "train_command": ["edgeseg", *command], "frames": len(list(images.iterdir())),
-                                                      "wall_seconds": wall, "train": {k: v for k, v in summary.items() if k != "history"}}, indent=1))  # fmt: skip
+    record = {"recipe": args.recipe, "train_command": ["edgeseg", *command], "frames": len(list(images.iterdir())),
+              "wall_seconds": wall, "train": {k: v for k, v in summary.items() if k != "history"}}  # fmt: skip
+    (args.out / "recipe.json.partial").write_text(json.dumps(record, indent=1))
+    os.replace(args.out / "recipe.json.partial", args.out / "recipe.json")
     print(f"recipe {args.recipe}: trained on {len(list(images.iterdir()))} frames; wrote {args.out / 'best.keras'} and "
           f"{args.out / 'int8.tflite'} in {wall / 60:.1f} min")  # fmt: skip
     return 0
