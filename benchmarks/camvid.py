@@ -61,6 +61,8 @@ import sys
 import time
 from pathlib import Path
 
+from runtime.atomic import atomic_path, write_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RARE = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
@@ -273,17 +275,17 @@ def recipe(args, parts: dict) -> int:
     # No held-out frames: best.keras (batch norm re-estimated on whole frames) every 10 epochs.
     command = train_command(args, images, masks, False, [*flags, "--val-every", "10"], run)
     summary = edgeseg(*command)
-    shutil.copy(run / "best.keras", args.out / "best.keras.partial")  # whole or not at all
-    os.replace(args.out / "best.keras.partial", args.out / "best.keras")
+    with atomic_path(args.out / "best.keras") as temp:  # whole or not at all
+        shutil.copy(run / "best.keras", temp)
     edgeseg("convert", str(args.out / "best.keras"), "--input-size", "360x480", "--calibration", str(images),
             "--num-calibration", str(args.num_calibration), "--report", str(args.out / "convert.json"),
             "--out", str(args.out / "int8.tflite"))  # fmt: skip
     wall = time.perf_counter() - started
-    record = {"recipe": args.recipe, "train_command": ["edgeseg", *command], "frames": len(list(images.iterdir())),
+    frames = len(list(images.iterdir()))
+    record = {"recipe": args.recipe, "train_command": ["edgeseg", *command], "frames": frames,
               "wall_seconds": wall, "train": {k: v for k, v in summary.items() if k != "history"}}  # fmt: skip
-    (args.out / "recipe.json.partial").write_text(json.dumps(record, indent=1))
-    os.replace(args.out / "recipe.json.partial", args.out / "recipe.json")
-    print(f"recipe {args.recipe}: trained on {len(list(images.iterdir()))} frames; wrote {args.out / 'best.keras'} and "
+    write_bytes(args.out / "recipe.json", json.dumps(record, indent=1).encode())
+    print(f"recipe {args.recipe}: trained on {frames} frames; wrote {args.out / 'best.keras'} and "
           f"{args.out / 'int8.tflite'} in {wall / 60:.1f} min")  # fmt: skip
     return 0
 
