@@ -57,6 +57,7 @@ def test_changes_replace_todays_flags_and_given_flags_replace_the_changes():
 
 @pytest.mark.slow
 def test_protocol_runs_score_the_unseen_recording_and_reuse_finished_runs(camvid, tmp_path):
+    pytest.importorskip("tensorflow")  # the script trains and converts with edgeseg
     args = ["--data", str(camvid), "--out", str(tmp_path), "--runs", "base", "--epochs", "1", "--limit", "4",
             "--input-size", "97x129", "--batch-size", "4", "--alpha", "0.35", "--backbone-weights", "none",
             "--num-calibration", "4"]  # fmt: skip
@@ -80,6 +81,7 @@ def test_protocol_runs_score_the_unseen_recording_and_reuse_finished_runs(camvid
 
 @pytest.mark.slow
 def test_the_recipe_writes_best_keras_and_int8_tflite_at_360x480_and_its_wall_time(camvid, tmp_path):
+    pytest.importorskip("tensorflow")  # the script trains and converts with edgeseg
     out = tmp_path / "recipe"
     result = _script("--data", str(camvid), "--recipe", "best", "--out", str(out), "--epochs", "1", "--limit", "4",
                      "--input-size", "97x129", "--batch-size", "4", "--num-calibration", "4")  # fmt: skip
