@@ -89,10 +89,11 @@ CHANGES = {
 # The recommended recipe: the changes it adds to today's. Measured on the unseen recording
 # (benchmarks/results/camvid/unseen.md), float / int8 mIoU: today's 44.1 / 44.1; Pascal VOC
 # initialization 46.1 / 45.9; with 384x384 crops over 40 epochs on top of it 48.1 / 48.0, kept.
-# Lovasz-softmax on top of Pascal adds no mIoU (46.0 / 46.0), so it is not kept (with the larger
-# crops it is not measured); strong colour jitter loses a point (45.1 / 45.0); 480x480 crops
-# (45.7 / 45.6) and square-root median weights with 384x384 crops (46.1 / 46.0) lose two, 60
-# epochs instead of 40 at 384x384 lose one (47.2 / 47.0). The others are not measured.
+# Lovasz-softmax adds no mIoU, on top of Pascal (46.0 / 46.0) or of the 384x384 crops
+# (47.6 / 47.5), and OHEM with the crops loses two points (45.8 / 45.6), so neither is kept;
+# strong colour jitter loses a point (45.1 / 45.0); 480x480 crops (45.7 / 45.6) and square-root
+# median weights with 384x384 crops (46.1 / 46.0) lose two, 60 epochs instead of 40 at 384x384
+# lose one (47.2 / 47.0). Output stride 8 and train + val alone are not measured.
 RECIPES = {"best": ["pascal", "crop384"]}
 
 
