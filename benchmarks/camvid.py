@@ -90,6 +90,7 @@ CHANGES = {
     "seed2": ["--seed", "2"],
     "scale-narrow": ["--scale-range", "0.75,1.5"],  # rescale nearer the frames' own 1.0 (default 0.5-2.0)
     "lr3e-4": ["--lr", "3e-4"],  # a third of Adam's default peak: gentler on the pretrained layers
+    "ema": ["--ema", "0.995"],  # validate and keep a moving average of the weights (~ the last 200 steps)
 }
 # The recommended recipe: the changes it adds to today's. Measured on the unseen recording
 # (benchmarks/results/camvid/unseen.md), float / int8 mIoU: today's 44.1 / 44.1; Pascal VOC

@@ -4,8 +4,9 @@
 writes the run folder as it goes: `last.keras` (see `edgeseg.checkpoint`) after every epoch
 and on Ctrl-C, `best.keras` (the model with the best validation mIoU, at the validation
 images' size), `history.csv`, `curves.png` and TensorBoard event files (`edgeseg.board`).
-`edgeseg.training.train` is the one call that prepares all of that from folders; this module
-is where the steps happen. Trained by several machines, only the chief writes.
+With `Settings.ema`, validation and best.keras use the optimizer's moving average of the
+weights. `edgeseg.training.train` is the one call that prepares all of that from folders;
+this module is where the steps happen. Trained by several machines, only the chief writes.
 
 Batch norm and small CPU batches: batch statistics of a few road-scene crops are far from
 the pretrained ones, and the ASPP image-pooling branch normalises a (B, 1, 1, C) tensor over
@@ -200,8 +201,10 @@ def fit(model: keras.Model, data: TrainingData, val: DatasetInfo | None, num_cla
     stepper = _Stepper(model, settings, strategy, state, optimizer_state, data.steps_per_epoch)
     state.settings = {**asdict(settings), "steps_per_epoch": data.steps_per_epoch}
     board = Board(out_dir, num_classes) if writes else None
-    validator = _Validator(model, val, num_classes, settings, data,
-                           tuple(eval_size or config_of(model).input_size), out_dir / "best.keras", board)  # fmt: skip
+    # With an average of the weights, validation and best.keras use it (last.keras carries it in the optimizer).
+    average = stepper.optimizer.finalize_variable_values if settings.ema else None
+    validator = _Validator(model, val, num_classes, settings, data, tuple(eval_size or config_of(model).input_size),
+                           out_dir / "best.keras", board, average)  # fmt: skip
     last_path = out_dir / "last.keras"
     try:
         for epoch in range(len(state.history), settings.epochs):
@@ -235,7 +238,7 @@ class _Stepper:
         loss_fn = make_loss(settings.loss, settings.ignore_index, settings.class_weights)
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
-            optimizer = make_optimizer(settings.optimizer, settings.lr)
+            optimizer = make_optimizer(settings.optimizer, settings.lr, settings.ema)
             if model.compute_dtype == "float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             variables = model.trainable_variables
@@ -323,13 +326,17 @@ class _Stepper:
 
 
 class _Validator:
-    """Scores the model at the deployment size after an epoch and keeps best.keras."""
+    """Scores the model at the deployment size after an epoch and keeps best.keras.
+
+    `average`, if given, replaces the copy's trainable variables (in the order of the model's)
+    with the optimizer's moving average of them; the model being trained keeps its own.
+    """
 
     def __init__(self, model, val, num_classes, settings: Settings, data: TrainingData, eval_size, best_path,
-                 board: Board | None = None):  # fmt: skip
+                 board: Board | None = None, average: Callable[[list], None] | None = None):  # fmt: skip
         self.model, self.val, self.num_classes, self.settings = model, val, num_classes, settings
         self.data, self.eval_size, self.best_path, self.board = data, eval_size, best_path, board
-        self.val_model = None
+        self.average, self.val_model = average, None
 
     def end_of_epoch(self, epoch: int, row: dict, state: State) -> bool:
         """Validate when due, fill the row's scores, save best.keras; returns whether it is best."""
@@ -358,6 +365,8 @@ class _Validator:
             configure_trainable(self.val_model, self.settings.freeze_backbone, self.settings.backbone_bn)
         else:
             self.val_model.set_weights(self.model.get_weights())
+        if self.average is not None:
+            self.average(self.val_model.trainable_variables)
         refresh_batch_norm(self.val_model, self.data.frames(self.eval_size, BN_REFRESH_IMAGES))
 
 

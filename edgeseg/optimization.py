@@ -17,22 +17,26 @@ if TYPE_CHECKING:
     import keras
 
 
-def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, lr: float, ema: float = 0.0) -> keras.optimizers.Optimizer:
     """Adam, AdamW (decoupled weight decay 0.01) or SGD (Nesterov momentum 0.9, decay 4e-5).
 
-    Batch-norm parameters and biases are excluded from weight decay.
+    Batch-norm parameters and biases are excluded from weight decay. With `ema` above 0 the
+    optimizer also keeps an exponential moving average of the variables it updates (Keras's
+    `use_ema`, with that momentum): its variables, so a checkpoint carries it;
+    `finalize_variable_values` copies it into the variables.
 
     Raises:
         ParameterError: an unknown name.
     """
     import keras  # noqa: PLC0415 - the schedule needs no TensorFlow
 
+    average = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
     if name == "adam":
-        optimizer = keras.optimizers.Adam(lr)
+        optimizer = keras.optimizers.Adam(lr, **average)
     elif name == "adamw":
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=0.01)
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=0.01, **average)
     elif name == "sgd":
-        optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
+        optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=4e-5, **average)
     else:
         raise ParameterError(f"{{optimizer}} {name!r} is unknown; choose one of {', '.join(OPTIMIZERS)}", "optimizer")
     if name != "adam":

@@ -47,6 +47,8 @@ class Settings:
             mode; "train" updates it.
         val_every: Validate every N epochs and after the last (without validation images: refresh
             best.keras then).
+        ema: Momentum of an exponential moving average of the trained weights, in [0, 1); 0 keeps
+            none. With one, validation and best.keras use the averaged weights.
 
     Raises:
         ParameterError: a value out of range or not among the choices, naming the parameter.
@@ -65,6 +67,7 @@ class Settings:
     freeze_backbone: bool = False
     backbone_bn: str = "frozen"
     val_every: int = 1
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("backbone_bn", BACKBONE_BN)):
@@ -78,5 +81,7 @@ class Settings:
             self.lr = DEFAULT_LR[self.optimizer]
         if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
             raise ParameterError(f"{{lr}} {self.lr} must be a finite number above 0 and at most {MAX_LR:g}", "lr")
+        if not 0 <= self.ema < 1:
+            raise ParameterError(f"{{ema}} {self.ema} must be at least 0 (no average) and below 1, e.g. 0.995", "ema")
         if self.warmup_epochs < 0:
             raise ParameterError(f"{{warmup_epochs}} {self.warmup_epochs} must not be negative", "warmup_epochs")

@@ -117,6 +117,7 @@ def train(
     scale_range: tuple[float, float] = (0.5, 2.0),
     photometric: str = "default",
     val_every: int = 1,
+    ema: float = 0.0,
     resume: bool = False,
     seed: int = 0,
     mixed_precision: bool | None = None,
@@ -193,6 +194,9 @@ def train(
             saturation twice as wide, and hue; for recordings in other light).
         val_every: Validate every N epochs and after the last (without validation images: refresh
             best.keras then).
+        ema: Keep an exponential moving average of the weights with this momentum (e.g. 0.995:
+            about the last 200 steps) and validate and save it as best.keras; 0: none. last.keras
+            holds the trained weights, and the average in its optimizer state.
         resume: Continue the interrupted run in `out`; every other argument but `epochs`
             must be as it was.
         seed: Random seed: model initialisation, data order, augmentation.
@@ -214,7 +218,7 @@ def train(
     # === Arguments, checked before any work ===
     settings = Settings(epochs=epochs, batch_size=batch_size, loss=loss, optimizer=optimizer, lr=lr,
                         schedule=schedule, warmup_epochs=warmup_epochs, ignore_index=ignore_index, seed=seed,
-                        freeze_backbone=freeze_backbone, backbone_bn=backbone_bn, val_every=val_every)  # fmt: skip
+                        freeze_backbone=freeze_backbone, backbone_bn=backbone_bn, val_every=val_every, ema=ema)  # fmt: skip
     out = Path(out)
     cluster = cluster_from_env()
     _check_run_folder(out, resume, cluster.chief)
@@ -440,7 +444,7 @@ def _starting_point(model, run: dict, epochs: int, out: Path, resume: bool):
 
 def _check_resume(state, run: dict, epochs: int, out: Path) -> None:
     """Refuse to resume with arguments other than the interrupted run's (except `epochs`)."""
-    saved = state.run
+    saved = {"ema": 0.0, **state.run}  # runs from before `ema` kept no average
     changed = [key for key in run if saved.get(key) != run[key] and not (key == "classes" and run[key] is None)]
     if changed:
         described = ", ".join(f"{{{key}}} {_shown(run[key])} (was {_shown(saved.get(key))})" for key in changed)

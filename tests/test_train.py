@@ -234,6 +234,7 @@ def test_bad_data_gives_one_line_and_exit_1(tmp_path, damage, message):
     (["--resume"], "nothing to resume"),
     (["--input-size", "20x20"], "too small for output stride 16"),
     (["--scale-range", "2"], "not MIN,MAX"),
+    (["--ema", "1"], "--ema 1.0 must be at least 0 (no average) and below 1"),
     (["--preset", "unet"], "unknown preset 'unet'"),
     (["--val-prefix", "f"], "--val-prefix picks the validation images out of --images; give it without --val-images "
                             "and --val-list"),
@@ -330,6 +331,41 @@ def test_without_validation_best_keras_is_written_every_val_every_epochs_and_aft
     assert (tmp_path / "best.keras").is_file() and len(state.history) == 5
 
 
+def test_ema_validates_and_saves_the_average_and_last_keras_keeps_the_trained_weights(tmp_path):
+    from edgeseg.checkpoint import State, load_checkpoint
+    from edgeseg.datasets import scan_dataset
+    from edgeseg.model import load_model
+    from edgeseg.pipeline import TrainingData
+    from edgeseg.settings import Settings
+
+    data = _tiny_dataset(tmp_path / "data", count=2)
+    info = scan_dataset(data / "train", data / "trainannot", 3, 255)
+    model = _tiny_model((33, 33))
+    after_each_step = []
+    settings = Settings(epochs=2, batch_size=1, lr=0.05, ema=0.6)
+    loop.fit(model, TrainingData(info, (33, 33), 1, 255), None, 3, settings, tmp_path, State(),
+             reporter=loop.Reporter(message=lambda text: None),
+             on_step=lambda step: after_each_step.append([v.numpy() for v in model.trainable_variables]))  # fmt: skip
+    assert len(after_each_step) == 4
+    expected = after_each_step[0]  # the first step copies the weights, each next one moves 40% of the way
+    for weights in after_each_step[1:]:
+        expected = [0.6 * average + 0.4 * w for average, w in zip(expected, weights)]
+    best = load_model(tmp_path / "best.keras")
+    loop.configure_trainable(best)
+    assert len(best.trainable_variables) == len(expected)
+    for variable, value in zip(best.trainable_variables, expected):
+        np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(expected, after_each_step[-1]))
+    last, _, arrays = load_checkpoint(tmp_path / "last.keras")
+    loop.configure_trainable(last)
+    for variable, value in zip(last.trainable_variables, after_each_step[-1]):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    averages = [arrays[key] for key in sorted(arrays) if "average" in key]  # resuming goes on from them
+    assert len(averages) == len(expected) and all(np.allclose(a, b, atol=1e-6) for a, b in zip(averages, expected))
+    with pytest.raises(EdgesegError, match="ema"):
+        Settings(epochs=1, batch_size=1, ema=1.0)
+
+
 def test_learning_rate_schedules():
     lr = optimization.learning_rate
     assert lr(0, 100, 0.1, "poly") == pytest.approx(0.1)
@@ -342,20 +378,25 @@ def test_learning_rate_schedules():
     assert lr(100, 100, 0.1, "poly", warmup_steps=10) == pytest.approx(0.0)
 
 
-def test_optimizer_state_round_trip():
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_optimizer_state_round_trip(ema):
     import tensorflow as tf
 
     variables = [tf.Variable(np.ones((2, 3), np.float32)), tf.Variable(np.zeros(3, np.float32))]
-    optimizer = optimization.make_optimizer("adamw", 0.01)
+    optimizer = optimization.make_optimizer("adamw", 0.01, ema)
+    optimizer.apply([tf.ones((2, 3)), tf.ones(3)], variables)
     optimizer.apply([tf.ones((2, 3)), tf.ones(3)], variables)
     arrays = optimization.optimizer_arrays(optimizer)
-    fresh = optimization.make_optimizer("adamw", 0.01)
+    assert len(arrays) == (8 if ema else 6)  # iteration, learning rate, 2 x (momentum, velocity) [, 2 averages]
+    fresh = optimization.make_optimizer("adamw", 0.01, ema)
     optimization.restore_optimizer(fresh, variables, arrays)
     for a, b in zip(optimizer.variables, fresh.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    other = optimization.make_optimizer("adamw", 0.01)
+    other = optimization.make_optimizer("adamw", 0.01, ema)
     with pytest.raises(EdgesegError, match="does not fit"):
         optimization.restore_optimizer(other, variables[:1], arrays)
+    with pytest.raises(EdgesegError, match="does not fit"):  # resuming with another --ema
+        optimization.restore_optimizer(optimization.make_optimizer("adamw", 0.01, 0.9 - ema), variables, arrays)
 
 
 # === Batch norm: the saved model in inference mode predicts as well as it trained ===

@@ -81,6 +81,9 @@ def train(
                                                      "for scenes in other light.")] = PHOTOMETRIC[0],  # fmt: skip
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N epochs and after "
                                            "the last (without validation images: refresh best.keras then).")] = 1,  # fmt: skip
+    ema: Annotated[float, typer.Option("--ema", help="Validate and save as best.keras an exponential moving "
+                                       "average of the weights with this momentum, e.g. 0.995 (about the last "
+                                       "200 steps); 0: none.")] = 0.0,  # fmt: skip
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary at the end.")] = False,
@@ -116,7 +119,7 @@ def train(
             class_weights=class_weights, optimizer=optimizer.value, lr=lr, schedule=schedule.value,
             warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, freeze_backbone=freeze_backbone,
             backbone_bn=backbone_bn.value, scale_range=_parse_scale_range(scale_range),
-            photometric=photometric.value, val_every=val_every,
+            photometric=photometric.value, val_every=val_every, ema=ema,
             resume=resume, seed=seed, reporter=progress,
         )  # fmt: skip
     if json_output:
