@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from edgeseg.checks import output_folder
@@ -444,7 +444,8 @@ def _starting_point(model, run: dict, epochs: int, out: Path, resume: bool):
 
 def _check_resume(state, run: dict, epochs: int, out: Path) -> None:
     """Refuse to resume with arguments other than the interrupted run's (except `epochs`)."""
-    saved = {"ema": 0.0, **state.run}  # runs from before `ema` kept no average
+    # A run saved before a setting existed (e.g. `ema`) trained with that setting's default.
+    saved = {**{field.name: field.default for field in fields(Settings) if field.default is not MISSING}, **state.run}
     changed = [key for key in run if saved.get(key) != run[key] and not (key == "classes" and run[key] is None)]
     if changed:
         described = ", ".join(f"{{{key}}} {_shown(run[key])} (was {_shown(saved.get(key))})" for key in changed)
