@@ -37,6 +37,8 @@ class Augmentation:
         contrast: Contrast factor range is [1 - contrast, 1 + contrast].
         saturation: Saturation factor range is [1 - saturation, 1 + saturation].
         hue: Maximum hue rotation, as a fraction of the colour circle.
+        classmix: Share of the crops (0-1) that receive another crop's pixels of a random half of
+            its classes, labels with them (ClassMix, see `classmix`); 0: none.
     """
 
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -45,11 +47,13 @@ class Augmentation:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.0
+    classmix: float = 0.0
 
     @classmethod
-    def of(cls, photometric: str = "default", scale_range: tuple[float, float] = (0.5, 2.0)) -> Augmentation:
+    def of(cls, photometric: str = "default", scale_range: tuple[float, float] = (0.5, 2.0),
+           classmix: float = 0.0) -> Augmentation:  # fmt: skip
         """The augmentation of a colour jitter strength named in `edgeseg.settings.PHOTOMETRIC_JITTER`."""
-        return cls(scale_range=tuple(scale_range), **PHOTOMETRIC_JITTER[photometric])
+        return cls(scale_range=tuple(scale_range), classmix=classmix, **PHOTOMETRIC_JITTER[photometric])
 
 
 def cache_fits(info: DatasetInfo) -> bool:
@@ -149,9 +153,17 @@ class TrainingData:
         # (py-spy: in the iterator's destructor), 30-35 s at most epoch boundaries of the CamVid
         # recipe on 2 cores. Without autotuning its 58 steps take 60 s instead of 47, with no
         # wait: 61 s an epoch against 82-95. AUTOTUNE here means one parallel call per core.
+        batches = crops.batch(batch, drop_remainder=True)
+        if self.augmentation.classmix:
+            # One stateless seed per batch, from (seed, epoch, batch index in the epoch).
+            batches = batches.enumerate(skip_batches).map(
+                lambda index, pair: classmix(*pair, base + tf.stack([1, index]), self.augmentation.classmix,
+                                             self.ignore_index),
+                num_parallel_calls=autotune,
+            )  # fmt: skip
         options = tf.data.Options()
         options.autotune.enabled = False
-        return crops.batch(batch, drop_remainder=True).prefetch(autotune).with_options(options)
+        return batches.prefetch(autotune).with_options(options)
 
     def frames(self, size: tuple[int, int], count: int, batch_size: int = 2):
         """Whole training images, not augmented, stretched to `size` as the runtime would.
@@ -195,6 +207,34 @@ def _pair_decoder(decoding: MaskDecoding):
         return image, mask
 
     return decode
+
+
+def classmix(images, labels, seed, share: float, ignore_index: int):
+    """ClassMix within a batch: a crop takes the pixels of the crop before it (the first crop, of
+    the last) wherever that crop shows one of a random half of its classes, labels with them.
+
+    Objects land where they were, so a car pasted on a road keeps its place in the street; each
+    class of the donor is taken with probability one half, and the ignore label never.
+
+    Args:
+        images: (B, h, w, 3) float32 crops.
+        labels: (B, h, w) uint8 labels.
+        seed: (2,) int64 stateless seed.
+        share: Probability that a crop is mixed.
+        ignore_index: Label never pasted (padding, unlabelled pixels).
+
+    Returns:
+        images and labels as given, mixed.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    count = tf.shape(labels)[0]
+    donors = tf.roll(labels, 1, axis=0)
+    taken = tf.random.stateless_uniform([count, 256], seeds[0]) < 0.5
+    taken &= tf.not_equal(tf.range(256), ignore_index)[None]
+    mixed = tf.random.stateless_uniform([count], seeds[1]) < share
+    pasted = tf.gather(taken, tf.cast(donors, tf.int32), batch_dims=1) & mixed[:, None, None]
+    images = tf.where(pasted[..., None], tf.roll(images, 1, axis=0), images)
+    return images, tf.where(pasted, donors, labels)
 
 
 def augment(image, mask, seed, crop_size: tuple[int, int], ignore_index: int,

@@ -116,6 +116,7 @@ def train(
     backbone_bn: str = "frozen",
     scale_range: tuple[float, float] = (0.5, 2.0),
     photometric: str = "default",
+    classmix: float = 0.0,
     val_every: int = 1,
     ema: float = 0.0,
     resume: bool = False,
@@ -192,6 +193,8 @@ def train(
         scale_range: Random rescale range (min, max) of the augmentation.
         photometric: Colour jitter: "default" or "strong" (brightness, contrast and
             saturation twice as wide, and hue; for recordings in other light).
+        classmix: Share of the crops (0-1) that take another crop's pixels of a random half of
+            its classes, labels with them (ClassMix, `edgeseg.pipeline.classmix`); 0: none.
         val_every: Validate every N epochs and after the last (without validation images: refresh
             best.keras then).
         ema: Keep an exponential moving average of the weights with this momentum (e.g. 0.995:
@@ -238,6 +241,8 @@ def train(
     scales = _check_scale_range(scale_range)
     if photometric not in PHOTOMETRIC:
         raise ParameterError(f"{{photometric}} {photometric!r}: choose {' or '.join(PHOTOMETRIC)}", "photometric")
+    if not 0 <= classmix <= 1:
+        raise ParameterError(f"{{classmix}} {classmix} is a share of the crops: give 0 to 1", "classmix")
     if names is not None:
         check_ignore_index(ignore_index, len(names))
 
@@ -257,7 +262,7 @@ def train(
            "mask_suffix": None if mask_suffix == ".png" else mask_suffix, "mask_format": mask_format,
            "label_map": _resolved(label_map),
            "input_size": list(crop) if crop else None, "scale_range": list(scales),
-           "photometric": photometric,
+           "photometric": photometric, **({"classmix": classmix} if classmix else {}),
            "backbone_weights": None if backbone_weights is None else str(backbone_weights), "weights": weights,
            **_model_identity(model)}  # fmt: skip
     if mixed_precision is None:
@@ -313,8 +318,8 @@ def _train(model, run: dict, settings: Settings, out: Path, resume: bool, mixed_
         if cluster.chief:
             out.mkdir(exist_ok=True)
             write_classes_json(out, names, ignore, eval_size, run.get("colors"))
-        data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed,
-                            Augmentation.of(run.get("photometric", "default"), run["scale_range"]), cache)  # fmt: skip
+        augmentation = Augmentation.of(run.get("photometric", "default"), run["scale_range"], run.get("classmix", 0.0))
+        data = TrainingData(train_info, crop, settings.batch_size, ignore, settings.seed, augmentation, cache)
         if resume:
             reporter.message(f"resuming {out} at epoch {len(state.history) + 1}, step {state.step}")
         state.run = run

@@ -195,6 +195,8 @@ def test_errors_name_the_keyword_in_python(tmp_path):
         edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", val_images=images)
     with pytest.raises(edgeseg.ParameterError, match=r"^photometric 'wild': choose default or strong$"):
         edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", photometric="wild")
+    with pytest.raises(edgeseg.ParameterError, match=r"^classmix 1.5 is a share of the crops: give 0 to 1$"):
+        edgeseg.train(edgeseg.ModelConfig(num_classes=3), images, masks, tmp_path / "run", classmix=1.5)
     assert not (tmp_path / "run").exists()
 
 

@@ -196,6 +196,34 @@ def test_flips_and_crops_keep_images_and_masks_aligned(tmp_path):
             np.testing.assert_array_equal(red, expected)
 
 
+def test_classmix_pastes_pixels_with_their_labels(tmp_path):
+    # The red channel encodes the label, so a pasted pixel without its label (or the reverse)
+    # breaks the equality; with every crop mixed, the batches differ from the unmixed ones
+    # only where a label came from the crop before, and an epoch still replays and resumes.
+    pytest.importorskip("tensorflow")
+    from edgeseg.pipeline import Augmentation
+
+    plain = {"scale_range": (1.0, 1.0), "brightness": 0, "contrast": 0, "saturation": 0}
+    reference = _training_data(tmp_path / "a", augmentation=Augmentation(**plain))
+    unmixed = [(x.numpy(), y.numpy()) for x, y in reference.epoch(1)]
+    data = _training_data(tmp_path / "b", augmentation=Augmentation(**plain, classmix=1.0))
+    mixed = [(x.numpy(), y.numpy()) for x, y in data.epoch(1)]
+    changed = 0
+    for (images, labels), (before, before_labels) in zip(mixed, unmixed):
+        red = np.rint((images[..., 0] + 1.0) * 127.5)
+        np.testing.assert_array_equal(red, np.where(labels == 255, 250, labels.astype(np.int32) * 60))
+        moved = np.any(images != before, axis=-1)
+        donor = np.roll(before_labels, 1, axis=0)
+        np.testing.assert_array_equal(labels[moved], donor[moved])
+        assert not np.any(labels[moved] == 255)  # the ignore label is never pasted
+        changed += int(moved.sum())
+    assert 0 < changed < sum(labels.size for _, labels in mixed)
+    resumed = [x.numpy() for x, _ in data.epoch(1, skip_batches=1)]
+    np.testing.assert_array_equal(resumed[0], mixed[1][0])
+    none = _training_data(tmp_path / "c", augmentation=Augmentation(**plain, classmix=0.0))
+    np.testing.assert_array_equal(next(iter(none.epoch(1)))[0].numpy(), unmixed[0][0])
+
+
 def test_strong_photometric_jitter_moves_colours_but_not_labels(tmp_path):
     # Same seed, no scaling or flips: the crops and labels are the same, the colours are not,
     # and the hue rotation keeps every value in the normalised range.

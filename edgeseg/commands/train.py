@@ -79,6 +79,9 @@ def train(
     scale_range: Annotated[str, typer.Option("--scale-range", help="Random rescale range MIN,MAX.")] = "0.5,2.0",
     photometric: Annotated[Photometric, typer.Option("--photometric", help="Colour jitter: default, or strong "
                                                      "for scenes in other light.")] = PHOTOMETRIC[0],  # fmt: skip
+    classmix: Annotated[float, typer.Option("--classmix", help="Share of crops (0-1) that take another crop's "
+                                            "pixels of a random half of its classes, labels too (ClassMix); "
+                                            "0: none.")] = 0.0,  # fmt: skip
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N epochs and after "
                                            "the last (without validation images: refresh best.keras then).")] = 1,  # fmt: skip
     ema: Annotated[float, typer.Option("--ema", help="Validate and save as best.keras an exponential moving "
@@ -119,7 +122,7 @@ def train(
             class_weights=class_weights, optimizer=optimizer.value, lr=lr, schedule=schedule.value,
             warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, freeze_backbone=freeze_backbone,
             backbone_bn=backbone_bn.value, scale_range=_parse_scale_range(scale_range),
-            photometric=photometric.value, val_every=val_every, ema=ema,
+            photometric=photometric.value, classmix=classmix, val_every=val_every, ema=ema,
             resume=resume, seed=seed, reporter=progress,
         )  # fmt: skip
     if json_output:
