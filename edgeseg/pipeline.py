@@ -114,8 +114,9 @@ class TrainingData:
 
         Every process draws the same order and augmentations; with several input pipelines
         (one per machine), pipeline i keeps the i-th slice of every global batch, so the
-        replicas of one step together see exactly the global batch of a single process.
-        Without the cache, a pipeline reads only the files of its own slices.
+        replicas of one step together see exactly the global batch of a single process (with
+        `Augmentation.classmix`, each pipeline mixes crops within its own slice). Without the
+        cache, a pipeline reads only the files of its own slices.
 
         Args:
             epoch: Epoch index (0-based): picks the order and the augmentations.
