@@ -150,10 +150,6 @@ class TrainingData:
                                            self.ignore_index, self.augmentation),
             num_parallel_calls=autotune,
         )  # fmt: skip
-        # Not autotuned: ending an autotuned iterator waits for a tf.data background thread
-        # (py-spy: in the iterator's destructor), 30-35 s at most epoch boundaries of the CamVid
-        # recipe on 2 cores. Without autotuning its 58 steps take 60 s instead of 47, with no
-        # wait: 61 s an epoch against 82-95. AUTOTUNE here means one parallel call per core.
         batches = crops.batch(batch, drop_remainder=True)
         if self.augmentation.classmix:
             # One stateless seed per batch, from (seed, epoch, batch index in the epoch).
@@ -162,6 +158,10 @@ class TrainingData:
                                              self.ignore_index),
                 num_parallel_calls=autotune,
             )  # fmt: skip
+        # Not autotuned: ending an autotuned iterator waits for a tf.data background thread
+        # (py-spy: in the iterator's destructor), 30-35 s at most epoch boundaries of the CamVid
+        # recipe on 2 cores. Without autotuning its 58 steps take 60 s instead of 47, with no
+        # wait: 61 s an epoch against 82-95. AUTOTUNE here means one parallel call per core.
         options = tf.data.Options()
         options.autotune.enabled = False
         return batches.prefetch(autotune).with_options(options)
@@ -211,8 +211,8 @@ def _pair_decoder(decoding: MaskDecoding):
 
 
 def classmix(images, labels, seed, share: float, ignore_index: int):
-    """ClassMix within a batch: a crop takes the pixels of the crop before it (the first crop, of
-    the last) wherever that crop shows one of a random half of its classes, labels with them.
+    """ClassMix within a batch: a crop takes the pixels of the crop before it (the first crop
+    takes the last's) wherever that crop shows one of a random half of its classes, labels too.
 
     Objects land where they were, so a car pasted on a road keeps its place in the street; each
     class of the donor is taken with probability one half, and the ignore label never.
