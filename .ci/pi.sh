@@ -36,5 +36,5 @@ for part in qemu rootfs rootfs-lite; do
 done
 
 PI_EMU_HOME=$own_state EDGESEG_PI_EMULATOR=$emulator \
-  nice -n 10 "$python" -m pytest tests/pi -p no:cacheprovider -v -s -rs --durations=0
+  nice -n 10 "$python" -m pytest tests/pi -n 0 -p no:cacheprovider -v -s -rs --durations=0
 echo "pi.sh: emulated Raspberry Pi layer took $((SECONDS - start)) s"

@@ -58,6 +58,8 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 EOF
 
+# -n 0: in one process, where the plugin sees every interpreter (the suite's own -n 2 would
+# spread them over worker processes).
 EDGESEG_TEST_MODELS=$scratch/models EDGESEG_BACKEND=tflite_runtime PYTHONPATH=$scratch \
-  nice -n 10 "$venv/bin/python" -m pytest -p backend_check -p no:cacheprovider -q -rs
+  nice -n 10 "$venv/bin/python" -m pytest -n 0 -p backend_check -p no:cacheprovider -q -rs
 echo "tflite_runtime.sh: took $((SECONDS - start)) s"
