@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.camvid import CHANGES, RECIPES, change_flags, train_command  # noqa: E402
+from benchmarks.camvid import CHANGES, RECIPES, change_flags, recipe_command, train_command  # noqa: E402
 from runtime import Segmenter  # noqa: E402
 
 SCRIPT = REPO / "benchmarks" / "camvid.py"
@@ -53,6 +53,25 @@ def test_changes_replace_todays_flags_and_given_flags_replace_the_changes():
     assert set(RECIPES["best"]) <= set(CHANGES)
     with pytest.raises(SystemExit, match="unknown change 'nope'"):
         change_flags("pascal+nope")
+
+
+def _options(command: list[str]) -> dict[str, str | None]:
+    """Each option of a command line and its value (None for a switch)."""
+    return {token: (command[index + 1] if index + 1 < len(command) and not command[index + 1].startswith("--") else None)
+            for index, token in enumerate(command) if token.startswith("--")}  # fmt: skip
+
+
+def test_the_readme_gives_the_recipes_own_train_flags():
+    """The `edgeseg train` flags the README says reproduce the recipe are the ones `--recipe best` runs."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("```bash\n", text.index("**The recommended recipe**")) + len("```bash\n")
+    block = text[start : text.index("```", start)].replace("\\\n", " ")
+    readme = next(line.split()[1:] for line in block.splitlines() if line.startswith("edgeseg train "))
+    recipe = recipe_command(_args(recipe="best"), Path("DIR"), Path("DIR"), Path("OUT"))
+    paths = ("--images", "--masks", "--classes-file", "--out")  # the user's own
+    assert {k: v for k, v in _options(readme).items() if k not in paths} == {
+        k: v for k, v in _options(recipe[1:]).items() if k not in paths
+    }
 
 
 @pytest.mark.slow
