@@ -35,7 +35,8 @@ Results go to OUT/results.md and OUT/results.json. Finished runs and their score
 
 `--recipe best` trains the recommended model on every labelled frame (train + val, 468
 frames), with no held-out frames to select on (the last epoch is kept), converts it at 360x480
-calibrated on its training frames, and writes OUT/best.keras and OUT/int8.tflite, printing its
+calibrated on its training frames, and writes OUT/best.keras, OUT/classes.json and
+OUT/int8.tflite (the class names and ignore index embedded), printing its
 wall time (at most 2 hours on the 2-core machine):
 
     python benchmarks/camvid.py --recipe best --out OUT
@@ -328,8 +329,10 @@ def recipe(args, parts: dict) -> int:
         shutil.rmtree(run)
     command = recipe_command(args, images, masks, run)
     summary = edgeseg(*command)
-    with atomic_path(args.out / "best.keras") as temp:  # whole or not at all
-        shutil.copy(run / "best.keras", temp)
+    # classes.json beside best.keras: convert embeds its class names and ignore index in int8.tflite
+    for name in ("classes.json", "best.keras"):
+        with atomic_path(args.out / name) as temp:  # whole or not at all
+            shutil.copy(run / name, temp)
     edgeseg("convert", str(args.out / "best.keras"), "--input-size", "360x480", "--calibration", str(images),
             "--num-calibration", str(args.num_calibration), "--report", str(args.out / "convert.json"),
             "--out", str(args.out / "int8.tflite"))  # fmt: skip

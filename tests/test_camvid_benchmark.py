@@ -113,5 +113,7 @@ def test_the_recipe_writes_best_keras_and_int8_tflite_at_360x480_and_its_wall_ti
     assert (out / "best.keras").is_file() and not [path for path in out.iterdir() if ".part" in path.name]
     segmenter = Segmenter(out / "int8.tflite")
     assert segmenter.input_size == (360, 480)
+    names = (camvid / "classes.txt").read_text().split()
+    assert segmenter.classes == names and segmenter.spec.ignore_index == 11  # CamVid's, embedded
     report = json.loads((out / "convert.json").read_text())
     assert report["quantization"] == "int8" and report["calibration"]
