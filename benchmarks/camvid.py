@@ -140,9 +140,9 @@ CHANGES = {
 # 47.5 (mean 48.2 / 48.0, +1.1 / +0.9 over whole frames, a Welch t of about 2.9 / 2.4; at the last
 # epoch, which the recipe keeps, +1.0, t about 2.7): the only lead with a t above 1.4 over three
 # seeds; it joins the recipe, 4.2 / 4.0 above today's. ClassMix with whole frames for 50 epochs,
-# two seeds, 49.6 / 49.4 and 47.8 / 47.6 (mean 48.7 / 48.5, +0.5 / +0.5 over ClassMix at 34 epochs,
-# a Welch t of about 0.6; at the last epoch +0.6): not added, next in line for seeds; the recipe
-# run would take about 110 of its 120 minutes.
+# four seeds, 49.6 / 49.4, 47.8 / 47.6, 47.8 / 47.6 and 48.3 / 47.9 (mean 48.4 / 48.2, +0.2 / +0.2
+# over ClassMix at 34 epochs, a Welch t of about 0.4; at the last epoch +0.3): the first seed's lead
+# did not hold; not added, and the recipe run would have taken about 110 of its 120 minutes.
 RECIPES = {"best": ["pascal", "frame", "classmix"]}
 
 
