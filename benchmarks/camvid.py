@@ -144,9 +144,9 @@ CHANGES = {
 # four seeds, 49.6 / 49.4, 47.8 / 47.6, 47.8 / 47.6 and 48.3 / 47.9 (mean 48.4 / 48.2, +0.2 / +0.2
 # over ClassMix at 34 epochs, a Welch t of about 0.4; at the last epoch +0.3): the first seed's lead
 # did not hold; not added, and the recipe run would have taken about 110 of its 120 minutes.
-# ClassMix on every frame (classmix-all) with whole frames, two seeds, 49.4 / 49.3 and 48.7 / 48.5
-# (mean 49.1 / 48.9, +0.9 / +0.9 over the recipe, a Welch t of about 1.9 / 1.7; at the last epoch,
-# which the recipe keeps, +0.4): next in line for a third seed.
+# ClassMix on every frame (classmix-all) with whole frames, three seeds, 49.4 / 49.3, 48.7 / 48.5
+# and 47.7 / 47.3 (mean 48.6 / 48.4, +0.4 / +0.4 over the recipe, a Welch t of about 0.7 / 0.6; at
+# the last epoch +0.2): the first two seeds' lead did not hold; not added.
 RECIPES = {"best": ["pascal", "frame", "classmix"]}
 
 
