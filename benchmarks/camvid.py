@@ -99,8 +99,8 @@ CHANGES = {
     "bn-train": ["--backbone-bn", "train"],  # let the backbone's batch norm learn CamVid's statistics
     "ema": ["--ema", "0.995"],  # validate and keep a moving average of the weights (~ the last 200 steps)
     "aspp-pool": ["--aspp-rates", "none"],  # image pooling + 1x1 ASPP, as Google's mobile model: all of it pretrained
-    "no-decoder": ["--no-decoder"],
-    "freeze": ["--freeze-backbone"],  # keep the Pascal VOC backbone as it is: train ASPP, decoder and head only  # with aspp-pool: Google's mobile DeepLabV3, only the logits layer fresh
+    "no-decoder": ["--no-decoder"],  # with aspp-pool: Google's mobile DeepLabV3, only the logits layer fresh
+    "freeze": ["--freeze-backbone"],  # keep the Pascal VOC backbone as it is: train ASPP, decoder and head only
 }
 # The recommended recipe: the changes it adds to today's. Measured on the unseen recording
 # (benchmarks/results/camvid/unseen.md), float / int8 mIoU: today's 44.1 / 44.1; Pascal VOC
