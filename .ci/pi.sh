@@ -35,6 +35,23 @@ for part in qemu rootfs rootfs-lite; do
   ln -sfn "$shared_state/$part" "$own_state/$part"
 done
 
-PI_EMU_HOME=$own_state EDGESEG_PI_EMULATOR=$emulator \
-  nice -n 10 "$python" -m pytest tests/pi -n 0 -p no:cacheprovider -v -s -rs --durations=0
+# The two flavours side by side, one pytest process each (QEMU user mode emulates on one core;
+# each process converts its own copy of the small model): "-k desktop" and its complement, so
+# every test runs once. Each log is printed whole when both have ended.
+logs=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
+for selection in "desktop" "not desktop"; do
+  PI_EMU_HOME=$own_state EDGESEG_PI_EMULATOR=$emulator \
+    nice -n 10 "$python" -m pytest tests/pi -n 0 -p no:cacheprovider -v -s -rs --durations=0 -k "$selection" \
+    --basetemp "$logs/tmp-${selection// /-}" >"$logs/${selection// /-}.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for index in 0 1; do
+  wait "${pids[$index]}" || status=1
+done
+pids=()
+cat "$logs/desktop.log" "$logs/not-desktop.log"
 echo "pi.sh: emulated Raspberry Pi layer took $((SECONDS - start)) s"
+exit $status

@@ -88,6 +88,20 @@ def test_output_is_self_describing_and_runs_on_raw_pixels(tiny_int8):
     assert labels.shape == (48, 64) and labels.max() < 5
 
 
+def test_output_has_the_serving_signature_keras_models_convert_with(tiny_int8):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, _, _ = tiny_int8
+    interpreter = Interpreter(model_path=str(out))
+    assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["output_0"]}}
+    frame = np.random.default_rng(0).integers(0, 256, (1, 97, 129, 3), dtype=np.uint8)
+    by_signature = interpreter.get_signature_runner()(image=frame)["output_0"]
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], frame)
+    interpreter.invoke()
+    np.testing.assert_array_equal(by_signature, interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+
+
 def test_report_table_names_what_it_proves(tiny_int8):
     _, _, text = tiny_int8
     for fragment in ("CONV_2D", "float ops in graph          0", "XNNPACK partitions          1",

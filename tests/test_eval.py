@@ -41,7 +41,7 @@ def frames(tmp_path_factory):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tiny untrained 11-class model as .keras (with classes.json) and as float .tflite."""
-    import tensorflow as tf
+    from converters.tflite import convert
 
     from edgeseg.model import build_model, resize_model, save_model
     from edgeseg.presets import get_config
@@ -51,12 +51,12 @@ def models(tmp_path_factory):
     save_model(model, root / "tiny.keras")
     names = (CAMVID / "classes.txt").read_text().split() if CAMVID.is_dir() else [f"c{i}" for i in range(11)]
     (root / "classes.json").write_text(json.dumps(classes_document(names, 11, (97, 129))))
-    (root / "tiny.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    (root / "tiny.tflite").write_bytes(convert(model, "float32"))
     other = build_model(get_config(num_classes=5, input_size=(65, 65), backbone_alpha=0.35))
     save_model(other, root / "five.keras")
     # The same network converted at another size, as a model trained on crops is deployed.
     wide = resize_model(model, (65, 97))
-    (root / "wide.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
+    (root / "wide.tflite").write_bytes(convert(wide, "float32"))
     return root
 
 

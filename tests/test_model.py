@@ -152,7 +152,7 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
 
 
 def test_int8_conversion_leaves_no_float_op():
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     config = get_config("deeplabv3plus_mnv2", num_classes=3, input_size=(65, 81), backbone_alpha=0.35)
     model = build_model(config)
     rng = np.random.default_rng(3)
@@ -161,15 +161,11 @@ def test_int8_conversion_leaves_no_float_op():
         for _ in range(4):
             yield [rng.uniform(-1, 1, (1, 65, 81, 3)).astype("float32")]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.int8
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=converter.convert(),
+    from converters.tflite import convert
+
+    interpreter = Interpreter(model_content=convert(model, "int8", "uint8", representative),
                               experimental_preserve_all_tensors=False)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
