@@ -1,13 +1,10 @@
-"""Shared set-up of the runtime benchmarks: a DeepLab-sized int8 model and 640x480 test frames.
+"""Shared set-up of the runtime benchmarks: the default int8 model and 640x480 test frames.
 
-Until `edgeseg convert` exists, `deeplab_sized_int8` stands in for its default output: Keras's
-MobileNetV2 (alpha 1.0, random weights) at 513x513 up to block_16 (stride 32), a 1x1 logits
-head upsampled to stride 4 and added to a 1x1 head on block_3 (stride 4), converted to int8
-with uint8 input and int8 logits of shape (1, 129, 129, 21) — the converter's default I/O.
-The backbone is where the time goes, so the ratios measured hold roughly; re-run every
-benchmark on the real converter output with `--model` (the lead does so at the end).
+Without `--model`, the benchmarks run on what README command 1 converts: `edgeseg convert`'s
+default (deeplabv3_mnv2 with the Pascal VOC weights, 513x513, calibrated on
+calibration_data/), made once in the work folder through `edgeseg.convert`.
 
-Not a test: needs TensorFlow to build the stand-in (not to run the benchmarks on `--model`).
+Not a test: needs TensorFlow to make that model (not to run the benchmarks on `--model`).
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import cv2
 import numpy as np
 
 from runtime.bench import synthetic_frame
-from runtime.processing import prepare_input
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = REPO.parent / "shared" / "data" / "camvid"
@@ -58,51 +54,27 @@ def make_video(frames: int, fps: float = 30.0) -> Path:
     return path
 
 
-def deeplab_sized_int8(path: Path | None = None, calibration: int = 32) -> Path:
-    """Build (once) and return the stand-in int8 model at 513x513."""
-    path = path or WORK / "deeplab_sized_int8_513.tflite"
-    if path.exists():
-        return path
-    import tensorflow as tf
+def default_int8(path: Path | None = None) -> Path:
+    """Convert (once) and return `edgeseg convert`'s default int8 model."""
+    path = path or WORK / "default_int8_513.tflite"
+    if not path.exists():
+        import edgeseg
+        from edgeseg.commands.convert import DEFAULT_WEIGHTS
+        from edgeseg.pretrained import pretrained_config
 
-    keras = tf.keras
-    size = (513, 513)
-    backbone = keras.applications.MobileNetV2(input_shape=(*size, 3), include_top=False, weights=None)
-    high = backbone.get_layer("block_16_project_BN").output  # 17x17x320, stride 32
-    low = backbone.get_layer("block_3_expand_relu").output  # 129x129x144, stride 4
-    logits_high = keras.layers.Conv2D(21, 1, name="head_high")(high)
-    logits_high = keras.layers.Resizing(129, 129, interpolation="bilinear", name="head_upsample")(logits_high)
-    logits = keras.layers.Add(name="logits")([logits_high, keras.layers.Conv2D(21, 1, name="head_low")(low)])
-    model = keras.Model(backbone.input, logits)
-
-    frames = frames_640x480(calibration)
-
-    def representative():
-        for frame in frames:
-            yield [prepare_input(frame, size)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.int8
-    data = converter.convert()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".part")
-    temp.write_bytes(data)
-    os.replace(temp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        edgeseg.convert(pretrained_config(DEFAULT_WEIGHTS), path, weights=DEFAULT_WEIGHTS)
     return path
 
 
 def model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, help="a .tflite model (default: build the DeepLab-sized stand-in)")
+    parser.add_argument("--model", type=Path, help="a .tflite model (default: edgeseg convert's default, made once)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="interpreter threads")
 
 
 def resolve_model(args: argparse.Namespace) -> Path:
-    return args.model if args.model else deeplab_sized_int8()
+    return args.model if args.model else default_int8()
 
 
 if __name__ == "__main__":
-    print(deeplab_sized_int8())
+    print(default_int8())

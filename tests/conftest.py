@@ -1,7 +1,8 @@
 """Shared test fixtures: the CamVid sample data and small real TFLite models.
 
-The models stand in for `edgeseg convert` output until the converter lands: tiny Keras
-networks converted with `tf.lite.TFLiteConverter`, built on first use, once per session.
+The models are tiny Keras networks with `edgeseg convert`'s input and output types, and
+variants it never writes, converted with `tf.lite.TFLiteConverter` itself so that the runtime's
+tests do not depend on the converter; built on first use, once per session.
 """
 
 from __future__ import annotations
