@@ -95,6 +95,7 @@ CHANGES = {
     "classmix": ["--classmix", "0.5"],  # half the crops take a random half of another crop's classes
     "classmix-all": ["--classmix", "1"],  # every crop takes a random half of another crop's classes
     "lr3e-4": ["--lr", "3e-4"],  # a third of Adam's default peak: gentler on the pretrained layers
+    "lr5e-4": ["--lr", "5e-4"],  # half Adam's default peak: between the default and lr3e-4
     "sgd": ["--optimizer", "sgd", "--lr", "1e-2"],  # DeepLab's optimizer: Nesterov momentum 0.9, peak 1e-2
     "bn-train": ["--backbone-bn", "train"],  # let the backbone's batch norm learn CamVid's statistics
     "ema": ["--ema", "0.995"],  # validate and keep a moving average of the weights (~ the last 200 steps)
